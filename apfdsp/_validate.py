@@ -1,0 +1,111 @@
+"""Validators used at the public boundaries of apfdsp (never inside autograd-traced code)."""
+
+import numbers
+
+import numpy as np
+
+from .exceptions import AudioError, ParameterError
+
+__all__ = ["valid_fs", "valid_audio", "valid_sos", "valid_freqs", "valid_int", "valid_range"]
+
+
+def valid_fs(fs):
+    """Return `fs` as a positive finite float, or raise `ParameterError`."""
+    if isinstance(fs, bool) or not isinstance(fs, numbers.Real):
+        raise ParameterError(f"fs must be a sample rate in Hz (a positive number), got {fs!r}")
+    fs = float(fs)
+    if not np.isfinite(fs) or fs <= 0:
+        raise ParameterError(f"fs must be a positive finite sample rate in Hz, got {fs!r}")
+    return fs
+
+
+def valid_int(value, name, *, minimum=None, maximum=None):
+    """Return `value` as an int within [minimum, maximum], or raise `ParameterError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ParameterError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ParameterError(f"{name} must be <= {maximum}, got {value!r}")
+    return value
+
+
+def valid_range(value, name, lo, hi, *, lo_open=False, hi_open=False):
+    """Return `value` as a float inside the interval [lo, hi] (ends optionally open)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    below = value <= lo if lo_open else value < lo
+    above = value >= hi if hi_open else value > hi
+    if not np.isfinite(value) or below or above:
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ParameterError(f"{name} must lie in {left}{lo}, {hi}{right}, got {value!r}")
+    return value
+
+
+def valid_audio(x, *, name="x", min_samples=1, allow_silent=False):
+    """Check an audio array and return it as float64 with time on the last axis.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., n)
+        Audio samples.
+    name : str
+        Name used in error messages.
+    min_samples : int
+        Smallest acceptable number of samples.
+    allow_silent : bool
+        Accept an all-zero signal.
+
+    Returns
+    -------
+    x : ndarray of float64
+
+    Raises
+    ------
+    TypeError
+        If `x` is not numeric.
+    AudioError
+        If `x` is empty, too short, not finite or silent.
+    """
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim == 0 or arr.size == 0:
+        raise AudioError(f"{name} is empty: it holds no audio samples")
+    if arr.shape[-1] < min_samples:
+        raise AudioError(
+            f"{name} is too short: {arr.shape[-1]} samples, at least {min_samples} are needed"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise AudioError(f"{name} contains NaN or Inf samples; clean the audio first")
+    if not allow_silent and not np.any(arr):
+        raise AudioError(f"{name} is silent (all samples are zero): there is nothing to analyse")
+    return arr
+
+
+def valid_sos(sos):
+    """Check a second-order-section array; return ``(sos, n_sections)``.
+
+    Raises `ParameterError` unless `sos` has shape ``(n, 6)``, is finite and has ``a0 == 1``.
+    """
+    sos = np.atleast_2d(np.asarray(sos, dtype=np.float64))
+    if sos.ndim != 2 or sos.shape[1] != 6:
+        raise ParameterError(f"sos must have shape (n_sections, 6), got {sos.shape}")
+    if not np.all(np.isfinite(sos)):
+        raise ParameterError("sos contains NaN or Inf coefficients")
+    if not np.allclose(sos[:, 3], 1.0):
+        raise ParameterError("sos rows must be normalised so that a0 == 1 (column 3)")
+    return sos, sos.shape[0]
+
+
+def valid_freqs(freqs, *, fs, name="freqs"):
+    """Return a 1-D float64 frequency grid in Hz with every value in [0, fs/2]."""
+    freqs = np.asarray(freqs, dtype=np.float64)
+    if freqs.ndim != 1 or freqs.size == 0:
+        raise ParameterError(f"{name} must be a non-empty 1-D array of frequencies in Hz, got shape {freqs.shape}")
+    if not np.all(np.isfinite(freqs)) or np.any(freqs < 0) or np.any(freqs > fs / 2):
+        raise ParameterError(f"{name} must be finite and lie in [0, fs/2] = [0, {fs / 2:g}] Hz")
+    return freqs
