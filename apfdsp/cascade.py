@@ -1,0 +1,433 @@
+"""Allpass cells and `AllpassCascade`, the list-like container that filters audio with `sosfilt`."""
+
+import numbers
+from dataclasses import dataclass, fields
+from typing import NamedTuple
+
+import numpy as np
+from scipy import signal
+
+from ._validate import valid_audio, valid_fs, valid_freqs
+from .exceptions import ParameterError
+from .filters import (
+    allpass_group_delay,
+    allpass_phase,
+    allpass_section_sos,
+    second_order_denominator,
+    thiran_coef,
+)
+
+__all__ = ["Allpass2", "Allpass1", "Delay", "Polarity", "AllpassCascade", "FilterState"]
+
+
+def _check_real(value, name, lo=-np.inf, hi=np.inf, *, lo_closed=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ParameterError(f"{name} must be a finite real number, got {value!r}")
+    if not (lo <= value if lo_closed else lo < value) or not value < hi:
+        raise ParameterError(f"{name} must lie in {'[' if lo_closed else '('}{lo}, {hi}), got {value!r}")
+    return float(value)
+
+
+def _check_stretch(stretch):
+    if isinstance(stretch, bool) or not isinstance(stretch, numbers.Integral) or stretch < 1:
+        raise ParameterError(f"stretch must be an integer >= 1, got {stretch!r}")
+    return int(stretch)
+
+
+def _structure(warp, stretch):
+    if stretch > 1:
+        return "warped+stretched"
+    return "warped" if warp != 0.0 else "traditional"
+
+
+@dataclass(frozen=True)
+class Allpass2:
+    """Second-order allpass section (traditional, warped or warped + stretched).
+
+    Parameters
+    ----------
+    pole_radius : float
+        Pole radius R, ``0 <= R < 1``.
+    fc_hz : float
+        Pole frequency in Hz, ``0 <= fc_hz <= fs/2`` (checked by the cascade, which knows fs).
+    warp : float
+        Warping coefficient a, ``|a| < 1``; 0 for a traditional section.
+    stretch : int
+        Stretch factor K >= 1; the section then has order 2K.
+    """
+
+    pole_radius: float
+    fc_hz: float
+    warp: float = 0.0
+    stretch: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "pole_radius", _check_real(self.pole_radius, "pole_radius", 0.0, 1.0, lo_closed=True))
+        object.__setattr__(self, "fc_hz", _check_real(self.fc_hz, "fc_hz", 0.0, np.inf, lo_closed=True))
+        object.__setattr__(self, "warp", _check_real(self.warp, "warp", -1.0, 1.0))
+        object.__setattr__(self, "stretch", _check_stretch(self.stretch))
+
+    order = property(lambda self: 2 * self.stretch, doc="Order of the section (2K).")
+    structure = property(lambda self: _structure(self.warp, self.stretch))
+
+    def den(self, fs):
+        """Denominator coefficients ``[d, c]`` in the warped delay."""
+        return second_order_denominator(self.pole_radius, self.fc_hz, fs=fs)
+
+    def __str__(self):
+        text = f"Allpass2(R={self.pole_radius:.6g}, fc={self.fc_hz:.6g} Hz"
+        if self.warp:
+            text += f", warp={self.warp:.6g}"
+        if self.stretch > 1:
+            text += f", stretch={self.stretch}"
+        return text + ")"
+
+
+@dataclass(frozen=True)
+class Allpass1:
+    """First-order allpass section ``(b + v) / (1 + b v)`` in the warped, stretched delay v.
+
+    Parameters
+    ----------
+    coef : float
+        Coefficient b, ``|b| < 1`` (the pole, in v, is at ``-b``).
+    warp : float
+        Warping coefficient, ``|a| < 1``.
+    stretch : int
+        Stretch factor K >= 1; the section then has order K.
+    """
+
+    coef: float
+    warp: float = 0.0
+    stretch: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "coef", _check_real(self.coef, "coef", -1.0, 1.0))
+        object.__setattr__(self, "warp", _check_real(self.warp, "warp", -1.0, 1.0))
+        object.__setattr__(self, "stretch", _check_stretch(self.stretch))
+
+    order = property(lambda self: self.stretch, doc="Order of the section (K).")
+    structure = property(lambda self: _structure(self.warp, self.stretch))
+
+    def den(self, fs=None):
+        """Denominator coefficients ``[b]`` in the warped delay."""
+        return np.array([self.coef])
+
+    def __str__(self):
+        text = f"Allpass1(coef={self.coef:.6g}"
+        if self.warp:
+            text += f", warp={self.warp:.6g}"
+        if self.stretch > 1:
+            text += f", stretch={self.stretch}"
+        return text + ")"
+
+
+@dataclass(frozen=True)
+class Delay:
+    """A delay of `samples` samples (negative = advance, offline only).
+
+    An integer delay is an exact shift. A fractional delay is realised as an integer shift
+    ``round(samples) - 1`` followed by a first-order Thiran allpass of delay ``samples - shift``
+    (between 0.5 and 1.5 samples), which is exact at DC; responses report the realised filter.
+    """
+
+    samples: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "samples", _check_real(self.samples, "samples"))
+
+    @property
+    def shift(self):
+        """The integer part of the delay, applied as a shift."""
+        if float(self.samples).is_integer():
+            return int(self.samples)
+        return int(np.round(self.samples)) - 1
+
+    @property
+    def thiran(self):
+        """The Thiran section realising the fractional part, or None for an integer delay."""
+        if float(self.samples).is_integer():
+            return None
+        return Allpass1(thiran_coef(self.samples - self.shift))
+
+    def __str__(self):
+        return f"Delay({self.samples:.6g} samples)"
+
+
+@dataclass(frozen=True)
+class Polarity:
+    """A polarity flip (``sign=-1``) or none (``sign=1``)."""
+
+    sign: int = -1
+
+    def __post_init__(self):
+        if self.sign not in (1, -1) or isinstance(self.sign, bool):
+            raise ParameterError(f"sign must be 1 or -1, got {self.sign!r}")
+        object.__setattr__(self, "sign", int(self.sign))
+
+    def __str__(self):
+        return "Polarity(inverted)" if self.sign < 0 else "Polarity(normal)"
+
+
+_CELL_TYPES = {"allpass2": Allpass2, "allpass1": Allpass1, "delay": Delay, "polarity": Polarity}
+_CELL_NAMES = {cls: name for name, cls in _CELL_TYPES.items()}
+
+
+class FilterState(NamedTuple):
+    """State carried between blocks by `AllpassCascade.apply`: sosfilt state and delay line."""
+
+    zi: np.ndarray
+    delay_line: np.ndarray
+
+
+class AllpassCascade:
+    """A cascade of allpass cells at sample rate `fs`: list-like and callable.
+
+    Parameters
+    ----------
+    cells : iterable of Allpass2, Allpass1, Delay, Polarity
+        The cells, applied in order (their order does not change the response).
+    fs : float
+        Sample rate in Hz.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.signal import sosfilt, unit_impulse
+    >>> cascade = AllpassCascade([Allpass2(0.9, 1000.0), Allpass1(-0.5), Polarity(-1)], fs=48000)
+    >>> x = unit_impulse(256)
+    >>> bool(np.allclose(cascade(x), sosfilt(cascade.sos, x)))
+    True
+    >>> bool(np.allclose(np.abs(cascade.response([100.0, 1e3, 1e4])), 1.0))
+    True
+    """
+
+    def __init__(self, cells=(), *, fs):
+        self.fs = valid_fs(fs)
+        self._cells = []
+        self.extend(cells)
+
+    # -- list behaviour -------------------------------------------------------------------------
+    def _check_cell(self, cell):
+        if type(cell) not in _CELL_NAMES:
+            raise TypeError(
+                f"cells must be Allpass2, Allpass1, Delay or Polarity objects, got {type(cell).__name__}"
+            )
+        if isinstance(cell, Allpass2) and not cell.fc_hz <= self.fs / 2:
+            raise ParameterError(f"fc_hz must lie in [0, fs/2] = [0, {self.fs / 2:g}] Hz, got {cell.fc_hz!r}")
+        return cell
+
+    def append(self, cell):
+        """Append one cell."""
+        self._cells.append(self._check_cell(cell))
+
+    def extend(self, cells):
+        """Append several cells."""
+        for cell in cells:
+            self.append(cell)
+
+    def __len__(self):
+        return len(self._cells)
+
+    def __iter__(self):
+        return iter(self._cells)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return AllpassCascade(self._cells[index], fs=self.fs)
+        return self._cells[index]
+
+    def __eq__(self, other):
+        return isinstance(other, AllpassCascade) and self.fs == other.fs and self._cells == other._cells
+
+    def copy(self):
+        """Return a shallow copy (cells are immutable)."""
+        return AllpassCascade(self._cells, fs=self.fs)
+
+    # -- derived quantities --------------------------------------------------------------------------
+    @property
+    def polarity(self):
+        """+1 or -1: the product of the Polarity cells."""
+        return int(np.prod([c.sign for c in self._cells if isinstance(c, Polarity)] or [1]))
+
+    @property
+    def integer_delay(self):
+        """Total integer shift in samples (applied by `apply` outside the SOS)."""
+        return int(sum(c.shift for c in self._cells if isinstance(c, Delay)))
+
+    @property
+    def order(self):
+        """Total filter order of the SOS part."""
+        return int(sum(c.order for c in self._filter_cells()))
+
+    def _filter_cells(self):
+        """Allpass sections, with each fractional delay expanded into its Thiran section."""
+        out = []
+        for cell in self._cells:
+            if isinstance(cell, (Allpass1, Allpass2)):
+                out.append(cell)
+            elif isinstance(cell, Delay) and cell.thiran is not None:
+                out.append(cell.thiran)
+        return out
+
+    @property
+    def sos(self):
+        """Second-order sections, shape (n_sections, 6), polarity folded into the first row.
+
+        The integer shift `integer_delay` is not part of the SOS: apply it separately (as `apply` does).
+        """
+        rows = [allpass_section_sos(c.den(self.fs), c.warp, c.stretch) for c in self._filter_cells()]
+        sos = np.concatenate(rows) if rows else np.array([[1.0, 0, 0, 1.0, 0, 0]])
+        sos[0, :3] *= self.polarity
+        return sos
+
+    def poles(self):
+        """All poles of the SOS part (complex array)."""
+        _, poles, _ = signal.sos2zpk(self.sos)
+        return poles[np.abs(poles) > 0] if self._filter_cells() else np.array([], complex)
+
+    def _grouped(self):
+        """(order, stretch) -> (den array, warp array) for vectorised evaluation."""
+        groups = {}
+        for cell in self._filter_cells():
+            key = (len(cell.den(self.fs)), cell.stretch)
+            groups.setdefault(key, ([], []))
+            groups[key][0].append(cell.den(self.fs))
+            groups[key][1].append(cell.warp)
+        return {k: (np.array(d), np.array(a)) for k, (d, a) in groups.items()}
+
+    def _w(self, f):
+        return 2 * np.pi * valid_freqs(np.atleast_1d(np.asarray(f, dtype=float)), fs=self.fs, name="f") / self.fs
+
+    def phase(self, f):
+        """Exact unwrapped phase in radians at frequencies `f` (Hz); a polarity flip adds -pi."""
+        w = self._w(f)
+        total = -w * self.integer_delay - np.pi * (self.polarity < 0)
+        for (_, stretch), (den, warp) in self._grouped().items():
+            total = total + np.sum(allpass_phase(w, den, warp, stretch), axis=0)
+        return total
+
+    def response(self, f):
+        """Complex frequency response at frequencies `f` (Hz)."""
+        return np.exp(1j * self.phase(f))
+
+    def group_delay(self, f):
+        """Group delay in samples at frequencies `f` (Hz), integer shift included."""
+        w = self._w(f)
+        total = np.full(w.shape, float(self.integer_delay))
+        for (_, stretch), (den, warp) in self._grouped().items():
+            total = total + np.sum(allpass_group_delay(w, den, warp, stretch), axis=0)
+        return total
+
+    # -- filtering -----------------------------------------------------------------------------
+    def initial_state(self, shape, *, axis=-1):
+        """Zero `FilterState` for blocks of shape `shape` filtered along `axis`."""
+        shape = list(shape)
+        axis = axis % len(shape)
+        sos = self.sos
+        zi_shape = [sos.shape[0]] + [s for i, s in enumerate(shape) if i != axis] + [2]
+        line_shape = list(shape)
+        line_shape[axis] = max(self.integer_delay, 0)
+        return FilterState(np.zeros(zi_shape), np.zeros(line_shape))
+
+    def apply(self, x, *, axis=-1, zi=None):
+        """Filter `x` along `axis` through the cascade (`scipy.signal.sosfilt`, then the integer shift).
+
+        Parameters
+        ----------
+        x : array_like
+            Signal(s); time along `axis`.
+        axis : int
+            Time axis.
+        zi : FilterState, optional
+            State from `initial_state` or a previous call: filter block by block. Streaming needs a
+            non-negative integer delay (an advance cannot be applied causally).
+
+        Returns
+        -------
+        y : ndarray
+            Same shape as `x`. Offline, a delay drops the tail and an advance pads zeros at the end.
+        state : FilterState
+            Only when `zi` is given.
+        """
+        x = valid_audio(x, allow_silent=True)
+        x = np.moveaxis(x, axis, -1)
+        shift = self.integer_delay
+        if zi is None:
+            y = signal.sosfilt(self.sos, x, axis=-1)
+            y = _shift(y, shift)
+            return np.moveaxis(y, -1, axis)
+        if shift < 0:
+            raise ParameterError(
+                f"this cascade advances the signal by {-shift} samples, which streaming cannot do; "
+                "filter the whole signal at once (zi=None)"
+            )
+        if not isinstance(zi, FilterState):
+            raise TypeError("zi must be a FilterState from AllpassCascade.initial_state()")
+        sos_zi = np.asarray(zi.zi)
+        y, zf = signal.sosfilt(self.sos, x, axis=-1, zi=sos_zi)
+        line = np.moveaxis(np.asarray(zi.delay_line), axis, -1)
+        joined = np.concatenate([line, y], axis=-1)
+        n = x.shape[-1]
+        y_out, new_line = joined[..., :n], joined[..., n:]
+        return np.moveaxis(y_out, -1, axis), FilterState(zf, np.moveaxis(new_line, -1, axis))
+
+    __call__ = apply
+
+    # -- serialisation -------------------------------------------------------------------------------
+    def to_dict(self):
+        """JSON-safe dict; `from_dict` restores an equal cascade bit for bit."""
+        cells = []
+        for cell in self._cells:
+            entry = {"type": _CELL_NAMES[type(cell)]}
+            entry.update({f.name: getattr(cell, f.name) for f in fields(cell)})
+            cells.append(entry)
+        return {"fs": self.fs, "cells": cells}
+
+    @classmethod
+    def from_dict(cls, data):
+        """Build a cascade from `to_dict` output; raises ParameterError naming what is wrong."""
+        if not isinstance(data, dict) or "fs" not in data or "cells" not in data:
+            raise ParameterError("a cascade dict needs the keys 'fs' and 'cells'")
+        cells = []
+        for i, entry in enumerate(data["cells"]):
+            if not isinstance(entry, dict) or entry.get("type") not in _CELL_TYPES:
+                raise ParameterError(
+                    f"cell {i}: 'type' must be one of {sorted(_CELL_TYPES)}, got {entry!r:.80}"
+                )
+            cell_cls = _CELL_TYPES[entry["type"]]
+            kwargs = {k: v for k, v in entry.items() if k != "type"}
+            names = {f.name for f in fields(cell_cls)}
+            if not set(kwargs) <= names:
+                raise ParameterError(f"cell {i}: unknown field(s) {sorted(set(kwargs) - names)}")
+            try:
+                cells.append(cell_cls(**kwargs))
+            except TypeError as err:
+                raise ParameterError(f"cell {i}: {err}") from None
+        return cls(cells, fs=data["fs"])
+
+    def __repr__(self):
+        lines = [
+            f"AllpassCascade(fs={self.fs:g} Hz, {len(self)} cells, order {self.order}, "
+            f"{self.sos.shape[0]} SOS rows, delay {self.integer_delay} samples, "
+            f"polarity {'inverted' if self.polarity < 0 else 'normal'})"
+        ]
+        for i, cell in enumerate(self._cells):
+            extra = f"  [{cell.structure}]" if isinstance(cell, (Allpass1, Allpass2)) else ""
+            lines.append(f"  {i:2d}: {cell}{extra}")
+        return "\n".join(lines)
+
+
+def _shift(y, shift):
+    """Delay (shift > 0) or advance (shift < 0) along the last axis, keeping the length."""
+    if shift == 0:
+        return y
+    out = np.zeros_like(y)
+    n = y.shape[-1]
+    if abs(shift) >= n:
+        return out
+    if shift > 0:
+        out[..., shift:] = y[..., : n - shift]
+    else:
+        out[..., : n + shift] = y[..., -shift:]
+    return out

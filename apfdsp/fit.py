@@ -1,0 +1,526 @@
+r"""Fit an allpass cascade to a phase response: `fit_phase`.
+
+The fit is non-convex and local minima are the rule, so `fit_phase` runs several starts of different
+kinds and keeps the best:
+
+* ``"equation-error"``: M. Lang's linear least-squares allpass design for every order up to
+  ``2 * n_sections`` and both polarities (exact on noise-free allpass targets), iteratively reweighted;
+* ``"group-delay"``: sections placed on the peaks of the target's group delay;
+* ``"random"``: seeded random pole placements.
+
+Each start is polished by gradient descent (L-BFGS or Adam) on the exact differentiable phase of the
+cascade, the best is kept, and sections that do nothing are pruned (removed, or replaced by the exact
+integer delay they have collapsed to).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import autograd.numpy as anp
+import numpy as np
+from autograd import value_and_grad
+from scipy import signal
+
+from ._validate import valid_fs, valid_int
+from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
+from .exceptions import ParameterError
+from .filters import allpass_phase, second_order_denominator, thiran_coef
+from .losses import phase_loss
+from .model import N_OUTPUTS, Direct, get_parameterization
+from .optim import adam, cosine_schedule, lbfgs
+from .ranges import DEFAULT_RANGES, ParamRanges
+
+__all__ = ["fit_phase", "FitResult", "STRUCTURES"]
+
+STRUCTURES = ("traditional", "warped", "stretched")
+
+
+def wrapped_phase_error(phase, target_phase, weights=None):
+    """Weighted RMS of the wrapped phase difference in radians."""
+    diff = np.angle(np.exp(1j * (np.asarray(phase) - np.asarray(target_phase))))
+    weights = np.ones_like(diff) if weights is None else np.asarray(weights)
+    return float(np.sqrt(np.sum(weights * diff**2) / np.sum(weights)))
+
+
+@dataclass
+class FitResult:
+    """What `fit_phase` returns.
+
+    Attributes
+    ----------
+    cascade : AllpassCascade
+        The fitted filter (allpass sections, integer/fractional delay, polarity).
+    loss : float
+        Final `apfdsp.losses.phase_loss` on the fitting grid.
+    phase_error_rad : float
+        Weighted RMS wrapped phase error (rad) on the fitting grid.
+    loss_history : ndarray
+        Loss per optimiser iteration of the winning start (its polish and final refinement).
+    elapsed_s : float
+        Wall-clock time of the whole fit.
+    start : str
+        Kind of the winning start.
+    starts : list of dict
+        Every start tried: kind, order, polarity, loss after polishing.
+    settings : dict
+        The settings used (JSON-safe).
+    """
+
+    cascade: AllpassCascade
+    loss: float
+    phase_error_rad: float
+    loss_history: np.ndarray
+    elapsed_s: float
+    start: str
+    starts: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a matrix of normalised parameters (units x 3) maps to a cascade of a given shape."""
+
+    n2: int
+    n1: int
+    structure: str
+    stretch: int
+    polarity: int
+    delay_shift: object  # None: no delay unit; int: integer shift before the Thiran unit
+    ranges: ParamRanges
+    fs: float
+
+    @property
+    def n_units(self):
+        return self.n2 + self.n1 + (self.delay_shift is not None)
+
+    def const_phase(self, w):
+        shift = 0 if self.delay_shift is None else self.delay_shift
+        return -w * shift - np.pi * (self.polarity < 0)
+
+    def phase(self, t, w, const):
+        """Cascade phase on grid w; differentiable w.r.t. t."""
+        total = const
+        r = self.ranges
+        if self.n2:
+            t2 = t[: self.n2]
+            den2 = second_order_denominator(r.pole_radius(t2[:, 0]), r.fc_hz(t2[:, 1], fs=self.fs), fs=self.fs)
+            warp = r.warp(t2[:, 2]) if self.structure != "traditional" else 0.0
+            stretch = self.stretch if self.structure == "stretched" else 1
+            total = total + anp.sum(allpass_phase(w, den2, warp, stretch), axis=0)
+        coefs = []
+        if self.n1:
+            coefs.append(r.coef(t[self.n2 : self.n2 + self.n1, 0]))
+        if self.delay_shift is not None:
+            coefs.append(anp.reshape(thiran_coef(1.0 + 0.5 * t[-1, 0]), (1,)))
+        if coefs:
+            den1 = anp.reshape(anp.concatenate(coefs), (-1, 1))
+            total = total + anp.sum(allpass_phase(w, den1), axis=0)
+        return total
+
+    def cells(self, t):
+        """Cells of the cascade for normalised parameters t."""
+        r = self.ranges
+        t = np.asarray(t)
+        cells = []
+        for row in t[: self.n2]:
+            warp = float(r.warp(row[2])) if self.structure != "traditional" else 0.0
+            stretch = self.stretch if self.structure == "stretched" else 1
+            cells.append(Allpass2(float(r.pole_radius(row[0])), float(r.fc_hz(row[1], fs=self.fs)), warp, stretch))
+        for row in t[self.n2 : self.n2 + self.n1]:
+            cells.append(Allpass1(float(r.coef(row[0]))))
+        if self.delay_shift is not None:
+            cells.append(Delay(self.delay_shift + 1.0 + 0.5 * float(t[-1, 0])))
+        if self.polarity < 0:
+            cells.append(Polarity(-1))
+        return cells
+
+    def t_from(self, sections2, coefs1, frac_delay=1.0):
+        """Normalised matrix from second-order (R, fc, warp) triples, first-order coefs and a delay."""
+        r = self.ranges
+        t = np.zeros((self.n_units, N_OUTPUTS))
+        for i, (radius, fc, warp) in enumerate(sections2):
+            t[i] = [r.pole_radius_inv(radius), r.fc_hz_inv(fc, fs=self.fs), r.warp_inv(warp)]
+        for i, coef in enumerate(coefs1):
+            t[self.n2 + i, 0] = r.coef_inv(coef)
+        if self.delay_shift is not None:
+            t[-1, 0] = np.clip(2.0 * (frac_delay - 1.0), -0.999, 0.999)
+        return t
+
+    def replace(self, **changes):
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        values.update(changes)
+        return _Layout(**values)
+
+
+# -- starts ------------------------------------------------------------------------------------------
+
+
+def equation_error_denominator(w, response, order, weights, *, n_iter=3):
+    r"""Allpass denominator by the equation-error method (M. Lang), iteratively reweighted.
+
+    For an allpass :math:`H = e^{-jN\omega}\,\overline{A(e^{j\omega})}/A(e^{j\omega})` of order N the
+    equation :math:`H_t A = e^{-jN\omega}\overline{A}` is linear in :math:`a_1 \dots a_N`:
+
+    .. math:: \sum_k a_k \left(H_t e^{-jk\omega} - e^{-j(N-k)\omega}\right) = e^{-jN\omega} - H_t,
+
+    solved in weighted least squares, then re-solved with weights divided by :math:`|A|^2` of the
+    previous solution (which turns the equation error into the true error to first order).
+
+    Returns
+    -------
+    a : ndarray, shape (order,)
+        Coefficients of :math:`A(z) = 1 + a_1 z^{-1} + \dots + a_N z^{-N}`.
+    """
+    k = np.arange(1, order + 1)
+    e_k = np.exp(-1j * np.outer(w, k))
+    e_nk = np.exp(-1j * np.outer(w, order - k))
+    matrix = response[:, None] * e_k - e_nk
+    rhs = np.exp(-1j * order * w) - response
+    row_weight = np.sqrt(weights)
+    a = np.zeros(order)
+    for _ in range(n_iter):
+        scaled = row_weight[:, None] * matrix
+        stacked = np.concatenate([scaled.real, scaled.imag])
+        a, *_ = np.linalg.lstsq(stacked, np.concatenate([(row_weight * rhs).real, (row_weight * rhs).imag]), rcond=None)
+        a_on_circle = 1.0 + e_k @ a
+        row_weight = np.sqrt(weights) / np.maximum(np.abs(a_on_circle), 1e-6)
+    return a
+
+
+def _sections_from_poles(poles, *, fs, r_max):
+    """Split poles into second-order (R, fc, 0) triples (complex pairs) and first-order coefs (real)."""
+    radius = np.abs(poles)
+    outside = radius >= 1
+    poles = np.where(outside, 1.0 / np.conj(poles), poles)  # reflect unstable poles inside
+    radius = np.minimum(np.abs(poles), r_max * 0.999)
+    angle = np.angle(poles)
+    sections2 = [(r, abs(a) * fs / (2 * np.pi), 0.0) for r, a, p in zip(radius, angle, poles) if p.imag > 1e-9]
+    coefs1 = [-np.sign(p.real) * r for r, p in zip(radius, poles) if abs(p.imag) <= 1e-9]
+    return sections2, coefs1
+
+
+def _group_delay_peaks(w, target_phase, weights, n_sections, *, fs, r_max):
+    """Second-order sections on the largest peaks of the target's group delay."""
+    unwrapped = np.unwrap(target_phase)
+    tau = -np.gradient(unwrapped, w)
+    tau = tau - np.min(tau[weights > 0]) if np.any(weights > 0) else tau
+    tau = np.where(weights > 0, tau, 0.0)
+    peaks, props = signal.find_peaks(tau, prominence=0.5)
+    order = np.argsort(props["prominences"])[::-1][:n_sections]
+    sections = []
+    for i in peaks[order]:
+        radius = np.clip((tau[i] - 1.0) / (tau[i] + 1.0), 0.1, r_max * 0.99)
+        sections.append((radius, w[i] * fs / (2 * np.pi), 0.0))
+    return sections
+
+
+# -- the fit --------------------------------------------------------------------------------------
+
+
+class _Problem:
+    """The data of one fit: grid, target, weights and the loss of a layout."""
+
+    def __init__(self, w, target_phase, weights, parameterization, optimizer, n_iter, lr):
+        self.w, self.target_phase, self.weights = w, target_phase, weights
+        self.parameterization = parameterization
+        self.optimizer, self.n_iter, self.lr = optimizer, n_iter, lr
+
+    def loss_fn(self, layout):
+        const = layout.const_phase(self.w)
+        forward = self.parameterization.forward
+
+        def loss(params):
+            return phase_loss(layout.phase(forward(params), self.w, const), self.target_phase, self.weights)
+
+        return loss
+
+    def value(self, layout, t):
+        const = layout.const_phase(self.w)
+        return float(phase_loss(layout.phase(t, self.w, const), self.target_phase, self.weights))
+
+    def polish(self, layout, t, *, n_iter, rng):
+        """Optimise from t; return (t, loss, history)."""
+        if layout.n_units == 0:
+            return t, self.value(layout, t), np.array([self.value(layout, t)])
+        params = self.parameterization.init(t, rng=rng)
+        loss = self.loss_fn(layout)
+        if self.optimizer == "lbfgs":
+            params, history = lbfgs(loss, params, max_iter=n_iter)
+        else:
+            params, history = adam(loss, params, n_iter=n_iter, lr=self.lr, schedule=cosine_schedule(n_iter))
+            if self.optimizer == "adam+lbfgs":
+                params, more = lbfgs(loss, params, max_iter=n_iter)
+                history = np.concatenate([history, more])
+        t = np.asarray(self.parameterization.forward(params))
+        return t, self.value(layout, t), history
+
+
+def fit_phase(
+    freqs,
+    target,
+    *,
+    fs,
+    weights=None,
+    structure="warped",
+    n_sections=8,
+    stretch=5,
+    polarity="auto",
+    delay=None,
+    parameterization="direct",
+    optimizer="lbfgs",
+    n_random=2,
+    n_keep=3,
+    max_iter=300,
+    lr=0.02,
+    ranges=DEFAULT_RANGES,
+    prune=True,
+    seed=0,
+    callback=None,
+):
+    r"""Fit an allpass cascade to a target phase response.
+
+    Parameters
+    ----------
+    freqs : array_like, shape (F,)
+        Frequencies in Hz, in [0, fs/2].
+    target : array_like, shape (F,)
+        Target phase in radians (wrapped or not), or a complex response (only its phase is used).
+    fs : float
+        Sample rate in Hz.
+    weights : array_like, shape (F,), optional
+        Non-negative weight per frequency (e.g. cross power x coherence); uniform when None.
+    structure : {"warped", "traditional", "stretched"}
+        Second-order section type. ``"warped"`` (default) adds a warp to each section;
+        ``"stretched"`` uses warped sections in :math:`z^{-K}`, K = `stretch`.
+        First-order sections are always available (traditional: warping a first-order section only
+        re-parameterises its coefficient).
+    n_sections : int
+        Largest number of sections (first- and second-order); the fit may use fewer.
+    stretch : int
+        K for ``structure="stretched"``.
+    polarity : {"auto", 1, -1}
+        Try both polarities, or fix one.
+    delay : float, optional
+        Starting value in samples of a delay to fit together with the sections (its integer part
+        stays fixed, its fractional part is fitted as a Thiran section). None: no delay term.
+    parameterization : {"direct", "mlp", "shared-mlp"} or object
+        How the optimiser sees the parameters (see `apfdsp.model`).
+    optimizer : {"lbfgs", "adam", "adam+lbfgs"}
+        Local optimiser used to polish every start.
+    n_random : int
+        Number of random starts (in addition to the equation-error and group-delay starts).
+    n_keep : int
+        Number of equation-error starts polished (the best ones before polishing).
+    max_iter : int
+        Iterations per polish (the winner gets another `max_iter`).
+    lr : float
+        Adam learning rate (Adam only).
+    ranges : ParamRanges
+        Parameter ranges (pole radius limit, pole frequency range, ...).
+    prune : bool
+        Remove sections whose removal does not worsen the fit, and turn sections that have collapsed
+        into pure delays into integer delays.
+    seed : int
+        Seed of every random choice: the fit is deterministic for a given seed.
+    callback : callable, optional
+        ``callback(stage, done, total)`` for progress displays.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ParameterError
+        For a bad value of any parameter.
+
+    Notes
+    -----
+    The loss is :math:`\sum_f w (1 - \cos(\phi(f) - \phi_t(f))) / \sum_f w`
+    (`apfdsp.losses.phase_loss`), the frequency-domain form of the paper's sum-magnitude loss [1]_.
+    The phase :math:`\phi` is the exact phase of the cascade (`apfdsp.filters.allpass_phase`); its
+    gradient comes from autograd.
+
+    The defaults (direct parameters and L-BFGS, equation-error starts of every order, two random
+    starts, warped sections) were chosen from the measurements of ``benchmarks/compare_structures.py``
+    (README, "Structure comparison"): on exact targets the equation-error start makes the fit exact,
+    and on estimated targets L-BFGS on direct parameters reaches the same or lower loss than Adam on
+    the sinusoidal MLP in a fraction of the time.
+
+    References
+    ----------
+    .. [1] A. R. Bargum et al., "Differentiable Allpass Filters for Phase Response Estimation and
+       Automatic Signal Alignment", DAFx 2023, arXiv:2306.00860.
+    .. [2] M. Lang, "Allpass filter design and applications", IEEE Trans. Signal Processing 46(9), 1998.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import AllpassCascade, Allpass2
+    >>> truth = AllpassCascade([Allpass2(0.9, 300.0), Allpass2(0.7, 4000.0)], fs=48000)
+    >>> f = np.geomspace(20, 20000, 512)
+    >>> result = fit_phase(f, truth.phase(f), fs=48000, n_sections=4)
+    >>> bool(result.phase_error_rad < 1e-6)
+    True
+    """
+    start_time = time.perf_counter()
+    fs = valid_fs(fs)
+    freqs = np.asarray(freqs, dtype=float)
+    if freqs.ndim != 1 or freqs.size < 2 or np.any(~np.isfinite(freqs)) or np.any(freqs < 0) or np.any(freqs > fs / 2):
+        raise ParameterError(f"freqs must be a 1-D array of at least 2 frequencies in [0, fs/2 = {fs / 2:g}] Hz")
+    target = np.asarray(target)
+    if target.shape != freqs.shape:
+        raise ParameterError(f"target must have the shape of freqs {freqs.shape}, got {target.shape}")
+    if not np.all(np.isfinite(target)):
+        raise ParameterError("target contains NaN or Inf")
+    target_phase = np.angle(target) if np.iscomplexobj(target) else target.astype(float)
+    if weights is None:
+        weights = np.ones_like(freqs)
+    weights = np.asarray(weights, dtype=float)
+    if weights.shape != freqs.shape or np.any(~np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
+        raise ParameterError("weights must be finite, non-negative, of the shape of freqs, and not all zero")
+    weights = weights / np.max(weights)
+    if structure not in STRUCTURES:
+        raise ParameterError(f"structure must be one of {STRUCTURES}, got {structure!r}")
+    n_sections = valid_int(n_sections, "n_sections", minimum=1, maximum=64)
+    stretch = valid_int(stretch, "stretch", minimum=1, maximum=64)
+    if polarity not in ("auto", 1, -1):
+        raise ParameterError(f"polarity must be 'auto', 1 or -1, got {polarity!r}")
+    if optimizer not in ("lbfgs", "adam", "adam+lbfgs"):
+        raise ParameterError(f"optimizer must be 'lbfgs', 'adam' or 'adam+lbfgs', got {optimizer!r}")
+    n_random = valid_int(n_random, "n_random", minimum=0)
+    n_keep = valid_int(n_keep, "n_keep", minimum=0)
+    max_iter = valid_int(max_iter, "max_iter", minimum=1)
+    if delay is not None and (not np.isfinite(delay)):
+        raise ParameterError(f"delay must be a finite number of samples or None, got {delay!r}")
+    if not isinstance(ranges, ParamRanges):
+        raise TypeError(f"ranges must be a ParamRanges, got {type(ranges).__name__}")
+    ranges.fc_limits(fs)
+    param = get_parameterization(parameterization)
+    rng = np.random.default_rng(seed)
+
+    w = 2 * np.pi * freqs / fs
+    problem = _Problem(w, target_phase, weights, param, optimizer, max_iter, lr)
+    polarities = (1, -1) if polarity == "auto" else (polarity,)
+    delay_shift = None if delay is None else int(np.round(delay)) - 1
+    frac = None if delay is None else float(delay) - delay_shift
+    base = _Layout(0, 0, structure, stretch, 1, delay_shift, ranges, fs)
+    # Residual target once the integer part of the delay is removed (for the equation-error starts).
+    residual = np.exp(1j * (target_phase + w * (delay if delay is not None else 0.0)))
+
+    starts = []  # (kind, layout, t)
+    if structure != "stretched":
+        scored = []
+        for pol in polarities:
+            for order in range(1, 2 * n_sections + 1):
+                a = equation_error_denominator(w, pol * residual, order, weights)
+                sections2, coefs1 = _sections_from_poles(np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.r_max)
+                sections2 = [s for s in sections2 if s[1] > ranges.fc_min_hz]
+                layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol)
+                if layout.n2 + layout.n1 > n_sections:
+                    continue
+                t = layout.t_from(sections2, coefs1, frac if frac is not None else 1.0)
+                scored.append((problem.value(layout, t), order, pol, layout, t))
+        scored.sort(key=lambda item: item[0])
+        for value, order, pol, layout, t in scored[:n_keep]:
+            starts.append(("equation-error", layout, t))
+    peaks = _group_delay_peaks(w, target_phase, weights, n_sections, fs=fs, r_max=ranges.r_max)
+    if peaks:
+        layout = base.replace(n2=len(peaks))
+        starts.append(("group-delay", layout, layout.t_from(peaks, [], frac or 1.0)))
+    lo, hi = max(freqs[weights > 0].min(), ranges.fc_min_hz), min(freqs[weights > 0].max(), ranges.fc_limits(fs)[1])
+    for _ in range(n_random):
+        n2 = n_sections
+        radius = rng.uniform(0.3, 0.95, n2)
+        fc = np.exp(rng.uniform(np.log(lo), np.log(hi), n2))
+        layout = base.replace(n2=n2)
+        starts.append(("random", layout, layout.t_from(list(zip(radius, fc, np.zeros(n2))), [], frac or 1.0)))
+    # Starts other than equation-error get the better of the two polarities.
+    resolved = []
+    for kind, layout, t in starts:
+        if kind != "equation-error":
+            options = [layout.replace(polarity=p) for p in polarities]
+            layout = min(options, key=lambda lay: problem.value(lay, t))
+        resolved.append((kind, layout, t))
+
+    tried, best = [], None
+    for i, (kind, layout, t) in enumerate(resolved):
+        if callback is not None:
+            callback("polish", i, len(resolved) + 1)
+        t_fit, value, history = problem.polish(layout, t, n_iter=max_iter, rng=rng)
+        tried.append({"kind": kind, "n_sections": layout.n2 + layout.n1, "polarity": layout.polarity, "loss": value})
+        if best is None or _better(value, layout, best[0], best[1]):
+            best = (value, layout, t_fit, history, kind)
+    value, layout, t, history, kind = best
+    if callback is not None:
+        callback("refine", len(resolved), len(resolved) + 1)
+    t, value, more = problem.polish(layout, t, n_iter=max_iter, rng=rng)
+    history = np.concatenate([history, more])
+    if prune:
+        layout, t, value = _prune(problem, layout, t, value, rng=rng, max_iter=max_iter)
+    cells = layout.cells(t)
+    if prune:
+        cells = _collapse_delays(cells, fs=fs)
+    cascade = AllpassCascade(cells, fs=fs)
+    model_phase = cascade.phase(freqs)
+    settings = {
+        "structure": structure, "n_sections": n_sections, "stretch": stretch, "polarity": polarity,
+        "delay": delay, "parameterization": param.name, "optimizer": optimizer, "n_random": n_random,
+        "n_keep": n_keep, "max_iter": max_iter, "lr": lr, "ranges": ranges.to_dict(), "prune": prune, "seed": seed,
+    }
+    if callback is not None:
+        callback("done", len(resolved) + 1, len(resolved) + 1)
+    return FitResult(
+        cascade=cascade,
+        loss=float(phase_loss(model_phase, target_phase, weights)),
+        phase_error_rad=wrapped_phase_error(model_phase, target_phase, weights),
+        loss_history=history,
+        elapsed_s=time.perf_counter() - start_time,
+        start=kind,
+        starts=tried,
+        settings=settings,
+    )
+
+
+def _better(value, layout, best_value, best_layout):
+    """Lower loss wins; a smaller model wins when the losses are practically equal."""
+    size, best_size = layout.n2 * 2 + layout.n1, best_layout.n2 * 2 + best_layout.n1
+    tolerance = 0.05 * best_value + 1e-12
+    if size < best_size:
+        return value <= best_value + tolerance
+    if size > best_size:
+        return value < best_value - tolerance
+    return value < best_value
+
+
+def _prune(problem, layout, t, value, *, rng, max_iter):
+    """Drop sections whose removal leaves the loss practically unchanged (then re-polish)."""
+    tolerance = 0.02 * value + 1e-10
+    changed = True
+    while changed and layout.n2 + layout.n1 > 0:
+        changed = False
+        for index in range(layout.n2 + layout.n1):
+            keep = np.ones(layout.n_units, bool)
+            keep[index] = False
+            smaller = layout.replace(n2=layout.n2 - (index < layout.n2), n1=layout.n1 - (index >= layout.n2))
+            if problem.value(smaller, t[keep]) <= value + tolerance:
+                t_new, value_new, _ = problem.polish(smaller, t[keep], n_iter=max_iter // 3, rng=rng)
+                if value_new <= value + tolerance:
+                    layout, t, value, changed = smaller, t_new, min(value, value_new), True
+                    break
+    return layout, t, value
+
+
+def _collapse_delays(cells, *, fs, tolerance=1e-6):
+    """Replace sections that are pure delays to within `tolerance` by integer delays."""
+    out, extra = [], 0
+    for cell in cells:
+        if isinstance(cell, Allpass2) and cell.stretch == 1 and cell.warp == 0 and cell.pole_radius < tolerance:
+            extra += 2
+        elif isinstance(cell, Allpass1) and cell.stretch == 1 and abs(cell.coef) < tolerance:
+            extra += 1
+        else:
+            out.append(cell)
+    if extra:
+        out.append(Delay(float(extra)))
+    return out
