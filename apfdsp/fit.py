@@ -33,6 +33,8 @@ from .ranges import DEFAULT_RANGES, ParamRanges
 __all__ = ["fit_phase", "FitResult", "STRUCTURES"]
 
 STRUCTURES = ("traditional", "warped", "stretched")
+_EXACT = 1e-10  # loss of a practically exact fit (phase error ~1e-5 rad, null below -100 dB)
+_N_FINALISTS = 2
 
 
 def wrapped_phase_error(phase, target_phase, weights=None):
@@ -129,7 +131,10 @@ class _Layout:
         for row in t[self.n2 : self.n2 + self.n1]:
             cells.append(Allpass1(float(r.coef(row[0]))))
         if self.delay_shift is not None:
-            cells.append(Delay(self.delay_shift + 1.0 + 0.5 * float(t[-1, 0])))
+            samples = self.delay_shift + 1.0 + 0.5 * float(t[-1, 0])
+            if abs(samples - round(samples)) < 1e-6:  # an integer delay is an exact shift
+                samples = float(round(samples))
+            cells.append(Delay(samples))
         if self.polarity < 0:
             cells.append(Polarity(-1))
         return cells
@@ -268,6 +273,7 @@ def fit_phase(
     delay=None,
     parameterization="direct",
     optimizer="lbfgs",
+    delay_search=4,
     n_random=2,
     n_keep=3,
     max_iter=300,
@@ -307,6 +313,9 @@ def fit_phase(
         How the optimiser sees the parameters (see `apfdsp.model`).
     optimizer : {"lbfgs", "adam", "adam+lbfgs"}
         Local optimiser used to polish every start.
+    delay_search : int
+        With `delay`: the equation-error starts also try integer delays up to this many samples
+        shorter than `delay` (a dispersive effect biases delay estimates upwards).
     n_random : int
         Number of random starts (in addition to the equation-error and group-delay starts).
     n_keep : int
@@ -389,6 +398,7 @@ def fit_phase(
     if optimizer not in ("lbfgs", "adam", "adam+lbfgs"):
         raise ParameterError(f"optimizer must be 'lbfgs', 'adam' or 'adam+lbfgs', got {optimizer!r}")
     n_random = valid_int(n_random, "n_random", minimum=0)
+    delay_search = valid_int(delay_search, "delay_search", minimum=0)
     n_keep = valid_int(n_keep, "n_keep", minimum=0)
     max_iter = valid_int(max_iter, "max_iter", minimum=1)
     if delay is not None and (not np.isfinite(delay)):
@@ -405,22 +415,28 @@ def fit_phase(
     delay_shift = None if delay is None else int(np.round(delay)) - 1
     frac = None if delay is None else float(delay) - delay_shift
     base = _Layout(0, 0, structure, stretch, 1, delay_shift, ranges, fs)
-    # Residual target once the integer part of the delay is removed (for the equation-error starts).
-    residual = np.exp(1j * (target_phase + w * (delay if delay is not None else 0.0)))
+    # Delay candidates (integer shift, fractional start) for the equation-error starts: a dispersive
+    # target biases a delay estimate upwards, and an allpass can add delay but never remove it.
+    if delay is None:
+        delay_candidates = [(None, 0.0)]
+    else:
+        delay_candidates = [(delay_shift, frac)] + [(delay_shift - k, 1.0) for k in range(1, delay_search + 1)]
 
     starts = []  # (kind, layout, t)
     if structure != "stretched":
         scored = []
-        for pol in polarities:
-            for order in range(1, 2 * n_sections + 1):
-                a = equation_error_denominator(w, pol * residual, order, weights)
-                sections2, coefs1 = _sections_from_poles(np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.r_max)
-                sections2 = [s for s in sections2 if s[1] > ranges.fc_min_hz]
-                layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol)
-                if layout.n2 + layout.n1 > n_sections:
-                    continue
-                t = layout.t_from(sections2, coefs1, frac if frac is not None else 1.0)
-                scored.append((problem.value(layout, t), order, pol, layout, t))
+        for shift, frac_start in delay_candidates:
+            residual = np.exp(1j * (target_phase + w * ((shift or 0) + frac_start * (shift is not None))))
+            for pol in polarities:
+                for order in range(1, 2 * n_sections + 1):
+                    a = equation_error_denominator(w, pol * residual, order, weights)
+                    sections2, coefs1 = _sections_from_poles(np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.r_max)
+                    sections2 = [s for s in sections2 if s[1] > ranges.fc_min_hz]
+                    layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol, delay_shift=shift)
+                    if layout.n2 + layout.n1 > n_sections:
+                        continue
+                    t = layout.t_from(sections2, coefs1, frac_start)
+                    scored.append((problem.value(layout, t), order, pol, layout, t))
         scored.sort(key=lambda item: item[0])
         for value, order, pol, layout, t in scored[:n_keep]:
             starts.append(("equation-error", layout, t))
@@ -443,19 +459,28 @@ def fit_phase(
             layout = min(options, key=lambda lay: problem.value(lay, t))
         resolved.append((kind, layout, t))
 
-    tried, best = [], None
+    # Stage 1: a short polish of every start. Stage 2: the best few get the full budget.
+    tried, polished = [], []
+    short_iter = max(1, max_iter // 4)
     for i, (kind, layout, t) in enumerate(resolved):
         if callback is not None:
             callback("polish", i, len(resolved) + 1)
-        t_fit, value, history = problem.polish(layout, t, n_iter=max_iter, rng=rng)
+        t_fit, value, history = problem.polish(layout, t, n_iter=short_iter, rng=rng)
         tried.append({"kind": kind, "n_sections": layout.n2 + layout.n1, "polarity": layout.polarity, "loss": value})
+        polished.append((value, layout, t_fit, history, kind))
+        if value < _EXACT:
+            break  # exact fit (noise-free target): nothing can beat it
+    polished.sort(key=lambda item: item[0])
+    best = None
+    for value, layout, t, history, kind in polished[:_N_FINALISTS]:
+        if value >= _EXACT:
+            t, value, more = problem.polish(layout, t, n_iter=max_iter, rng=rng)
+            history = np.concatenate([history, more])
         if best is None or _better(value, layout, best[0], best[1]):
-            best = (value, layout, t_fit, history, kind)
+            best = (value, layout, t, history, kind)
     value, layout, t, history, kind = best
     if callback is not None:
         callback("refine", len(resolved), len(resolved) + 1)
-    t, value, more = problem.polish(layout, t, n_iter=max_iter, rng=rng)
-    history = np.concatenate([history, more])
     if prune:
         layout, t, value = _prune(problem, layout, t, value, rng=rng, max_iter=max_iter)
     cells = layout.cells(t)
@@ -465,7 +490,7 @@ def fit_phase(
     model_phase = cascade.phase(freqs)
     settings = {
         "structure": structure, "n_sections": n_sections, "stretch": stretch, "polarity": polarity,
-        "delay": delay, "parameterization": param.name, "optimizer": optimizer, "n_random": n_random,
+        "delay": delay, "delay_search": delay_search, "parameterization": param.name, "optimizer": optimizer, "n_random": n_random,
         "n_keep": n_keep, "max_iter": max_iter, "lr": lr, "ranges": ranges.to_dict(), "prune": prune, "seed": seed,
     }
     if callback is not None:
@@ -493,21 +518,49 @@ def _better(value, layout, best_value, best_layout):
     return value < best_value
 
 
+def _without(layout, t, index, *, snap):
+    """Layout and parameters without unit `index`; with `snap`, its delay moves into the delay unit."""
+    keep = np.ones(layout.n_units, bool)
+    keep[index] = False
+    is_second = index < layout.n2
+    changes = {"n2": layout.n2 - is_second, "n1": layout.n1 - (not is_second)}
+    if snap:
+        changes["delay_shift"] = layout.delay_shift + (2 if is_second else 1)
+    return layout.replace(**changes), t[keep]
+
+
+def _near_delay(layout, t, index, tolerance=0.05):
+    """Whether unit `index` is close to a pure delay (pole radius or coefficient near 0)."""
+    r = layout.ranges
+    if index < layout.n2:
+        plain = layout.structure == "traditional" or abs(float(r.warp(t[index, 2]))) < tolerance
+        return layout.structure != "stretched" and plain and float(r.pole_radius(t[index, 0])) < tolerance
+    return abs(float(r.coef(t[index, 0]))) < tolerance
+
+
 def _prune(problem, layout, t, value, *, rng, max_iter):
-    """Drop sections whose removal leaves the loss practically unchanged (then re-polish)."""
+    """Drop sections whose removal leaves the loss practically unchanged (then re-polish).
+
+    A section that has collapsed into (nearly) a pure delay is removed and its delay moved into the
+    delay unit, when there is one.
+    """
     tolerance = 0.02 * value + 1e-10
     changed = True
     while changed and layout.n2 + layout.n1 > 0:
         changed = False
         for index in range(layout.n2 + layout.n1):
-            keep = np.ones(layout.n_units, bool)
-            keep[index] = False
-            smaller = layout.replace(n2=layout.n2 - (index < layout.n2), n1=layout.n1 - (index >= layout.n2))
-            if problem.value(smaller, t[keep]) <= value + tolerance:
-                t_new, value_new, _ = problem.polish(smaller, t[keep], n_iter=max_iter // 3, rng=rng)
-                if value_new <= value + tolerance:
-                    layout, t, value, changed = smaller, t_new, min(value, value_new), True
-                    break
+            candidates = [False]
+            if layout.delay_shift is not None and _near_delay(layout, t, index):
+                candidates.insert(0, True)
+            for snap in candidates:
+                smaller, t_small = _without(layout, t, index, snap=snap)
+                if snap or problem.value(smaller, t_small) <= value + tolerance:
+                    t_new, value_new, _ = problem.polish(smaller, t_small, n_iter=max_iter // 3, rng=rng)
+                    if value_new <= value + tolerance:
+                        layout, t, value, changed = smaller, t_new, min(value, value_new), True
+                        break
+            if changed:
+                break
     return layout, t, value
 
 
