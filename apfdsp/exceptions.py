@@ -1,6 +1,6 @@
 """Exception and warning types raised by apfdsp."""
 
-__all__ = ["ApfdspError", "ParameterError", "AudioError", "ModelFileError", "StabilityWarning"]
+__all__ = ["ApfdspError", "ParameterError", "AudioError", "ModelFileError", "OutputError", "StabilityWarning"]
 
 
 class ApfdspError(Exception):
@@ -17,6 +17,10 @@ class AudioError(ApfdspError, ValueError):
 
 class ModelFileError(ApfdspError, ValueError):
     """A model file is missing, corrupt, or of an unsupported format version."""
+
+
+class OutputError(ApfdspError, ValueError):
+    """An output file cannot or must not be written (it is an input, or its directory is missing or read-only)."""
 
 
 class StabilityWarning(UserWarning):

@@ -1,0 +1,663 @@
+"""Audio files and model files: the only module of apfdsp that touches soundfile.
+
+Audio arrays use the package convention: float64, time on the last axis, ``(channels, n)`` for
+multichannel audio. Every file this module writes is written atomically: the data go to a hidden
+temporary file in the destination directory, which is flushed to disk and then renamed over the
+destination, so a failure never leaves a partial output behind. Inputs are never overwritten.
+"""
+
+import contextlib
+import json
+import numbers
+import os
+import secrets
+import shutil
+import warnings
+
+import numpy as np
+import soundfile as sf
+
+from ._validate import valid_fs, valid_int
+from .cascade import AllpassCascade
+from .exceptions import AudioError, ModelFileError, OutputError, ParameterError
+from .version import __version__
+
+__all__ = [
+    "read_audio", "write_audio", "apply_file", "save_model", "load_model", "MODEL_FORMAT", "MODEL_FORMAT_VERSION",
+]
+
+MODEL_FORMAT = "apfdsp-model"
+"""Value of the ``"format"`` key of a model file."""
+
+MODEL_FORMAT_VERSION = 1
+"""Newest model-file format version this apfdsp reads and the one it writes."""
+
+_READ_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
+_EXTENSION_FORMATS = {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG", "opus": "OGG", "wave": "WAV"}
+# Subtypes that store floating-point samples (or decode to them) and so do not clip at |x| = 1.
+_FLOAT_SUBTYPES = {"FLOAT", "DOUBLE", "VORBIS", "OPUS"}
+_REQUIRED_MODEL_KEYS = ("fs", "cascade", "sos", "integer_delay", "polarity")
+
+
+# -- helpers: paths and atomic output ---------------------------------------------------------------
+def _path_str(path, name):
+    try:
+        return os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}") from None
+
+
+def _one_line(err):
+    return " ".join(str(err).split())
+
+
+def _same_file(a, b):
+    """True when paths `a` and `b` name the same file (or would, once `a` exists)."""
+    if os.path.exists(a) and os.path.exists(b):
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            pass
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def _check_output_path(path, inputs):
+    """Refuse output paths that are inputs, directories, or in a missing/read-only directory."""
+    path = _path_str(path, "path")
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        inputs = (inputs,)
+    for src in inputs:
+        src = _path_str(src, "inputs")
+        if _same_file(path, src):
+            raise OutputError(
+                f"refusing to write {path!r}: it is the input file {src!r}; choose a different output path"
+            )
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write {path!r}: it is a directory; give a file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise OutputError(f"cannot write {path!r}: directory {directory!r} does not exist; create it first")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path!r}: directory {directory!r} is not writable")
+    return path
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _atomic_output(path, *, inputs=()):
+    """Yield a temporary path next to `path`; on success fsync it and rename it to `path`.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed and `path` is
+    left as it was.
+    """
+    path = _check_output_path(path, inputs)
+    directory, base = os.path.split(os.path.abspath(path))
+    while True:
+        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise OutputError(f"cannot write {path!r}: {_one_line(err)}") from None
+    try:
+        yield tmp
+        _fsync(tmp)
+        if os.path.exists(path):
+            with contextlib.suppress(OSError):
+                shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(err, (OSError, sf.LibsndfileError)):
+            raise OutputError(f"cannot write {path!r}: {_one_line(err)}") from err
+        raise
+    with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX only)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _output_format(path, format, subtype, *, default_subtype=None):
+    """Return ``(format, subtype)`` for writing `path`, checked against libsndfile."""
+    if format is None:
+        ext = os.path.splitext(path)[1][1:].lower()
+        format = _EXTENSION_FORMATS.get(ext, ext.upper())
+        if format not in sf.available_formats():
+            raise OutputError(
+                f"cannot write {path!r}: unknown audio file extension {'.' + ext if ext else '(none)'!r}; "
+                "use e.g. .wav or .flac, or pass format="
+            )
+        if ext == "opus" and subtype is None and default_subtype is None:
+            subtype = "OPUS"
+    if not isinstance(format, str) or format.upper() not in sf.available_formats():
+        raise OutputError(f"format must be one of {sorted(sf.available_formats())}, got {format!r}")
+    format = format.upper()
+    if subtype is None:
+        subtype = default_subtype if default_subtype is not None else sf.default_subtype(format)
+    if not isinstance(subtype, str) or not sf.check_format(format, subtype.upper()):
+        raise OutputError(
+            f"cannot write {path!r}: subtype {subtype!r} is not available for {format} files; "
+            f"pass subtype= one of {sorted(sf.available_subtypes(format))}"
+        )
+    return format, subtype.upper()
+
+
+def _clips(subtype):
+    return subtype not in _FLOAT_SUBTYPES and not subtype.startswith("MPEG")
+
+
+def _warn_clipping(path, subtype, peak):
+    warnings.warn(
+        f"output {path!r} clips: peak |x| = {peak:.4g} > 1 cannot be stored as {subtype}; "
+        "lower the gain or write subtype='FLOAT'",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _open_input(path):
+    """Open an audio file for reading, turning every failure into a one-line AudioError."""
+    path = _path_str(path, "path")
+    if not os.path.exists(path):
+        raise AudioError(f"audio file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise AudioError(f"audio file {path!r} is a directory, not a file")
+    try:
+        f = sf.SoundFile(path)
+    except _READ_ERRORS as err:
+        raise AudioError(f"cannot read audio file {path!r}: {_one_line(err)}") from None
+    if f.frames == 0:
+        f.close()
+        raise AudioError(f"audio file {path!r} is empty (0 frames)")
+    return path, f
+
+
+def _info(f):
+    return {
+        "subtype": f.subtype,
+        "format": f.format,
+        "channels": f.channels,
+        "samplerate": f.samplerate,
+        "frames": f.frames,
+    }
+
+
+# -- audio ---------------------------------------------------------------------------------------------
+def read_audio(path, *, always_2d=False, allow_silent=False):
+    """Read an audio file as float64 with time on the last axis.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Audio file in any format libsndfile reads (WAV, FLAC, AIFF, OGG, ...).
+    always_2d : bool
+        Return shape ``(1, n)`` for a mono file instead of ``(n,)``.
+    allow_silent : bool
+        Accept a file whose samples are all zero.
+
+    Returns
+    -------
+    x : ndarray of float64, shape (channels, n) or (n,)
+        Samples, time on the last axis, in [-1, 1] for integer formats.
+    fs : int
+        Sample rate in Hz.
+    info : dict
+        ``subtype``, ``format``, ``channels``, ``samplerate`` and ``frames`` of the file.
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, unreadable or corrupt, empty, holds NaN or Inf samples, or is silent
+        (unless `allow_silent`).
+
+    See Also
+    --------
+    write_audio, apply_file
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "tone.wav")
+    >>> x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(4800) / 48000)
+    >>> write_audio(path, np.stack([x, -x]), 48000, subtype="FLOAT")
+    >>> y, fs, info = read_audio(path)
+    >>> fs, y.shape, info["subtype"], info["format"]
+    (48000, (2, 4800), 'FLOAT', 'WAV')
+    >>> bool(np.allclose(y[1], -x, atol=1e-7))
+    True
+    >>> tmp.cleanup()
+    """
+    path, f = _open_input(path)
+    with f:
+        info = _info(f)
+        try:
+            data = f.read(dtype="float64", always_2d=True)
+        except _READ_ERRORS as err:
+            raise AudioError(f"cannot read audio file {path!r}: {_one_line(err)}") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"audio file {path!r} is empty (0 frames could be read)")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"audio file {path!r} contains NaN or Inf samples; clean the audio first")
+    if not allow_silent and not np.any(data):
+        raise AudioError(f"audio file {path!r} is silent (all samples are zero); pass allow_silent=True to accept it")
+    x = np.ascontiguousarray(data.T)
+    if x.shape[0] == 1 and not always_2d:
+        x = x[0]
+    return x, info["samplerate"], info
+
+
+def write_audio(path, x, fs, *, subtype=None, format=None, inputs=()):
+    """Write audio atomically, refusing to overwrite any of `inputs`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file. Its extension chooses the format (``.wav``, ``.flac``, ``.aiff``, ...) unless
+        `format` is given.
+    x : array_like, shape (channels, n) or (n,)
+        Samples, time on the last axis.
+    fs : int
+        Sample rate in Hz (a whole number).
+    subtype : str, optional
+        libsndfile subtype such as ``"PCM_16"``, ``"PCM_24"`` or ``"FLOAT"``; by default the format's
+        default (``PCM_16`` for WAV and FLAC).
+    format : str, optional
+        libsndfile major format (``"WAV"``, ``"FLAC"``, ...), overriding the extension.
+    inputs : sequence of path, optional
+        Files this output must not replace (the files it was computed from).
+
+    Raises
+    ------
+    AudioError
+        If `x` is empty or holds NaN or Inf.
+    OutputError
+        If `path` is one of `inputs`, a directory, in a missing or read-only directory, has an unknown
+        extension, if `subtype` does not suit the format, or if writing fails. No partial file is left.
+    ParameterError
+        If `x` has more than 2 dimensions or more channels than samples (time must be last), or
+        `fs` is not a positive whole number.
+
+    Warns
+    -----
+    UserWarning
+        If the subtype is fixed-point (e.g. PCM) and ``|x| > 1``: the output clips (nothing is rescaled).
+
+    See Also
+    --------
+    read_audio
+
+    Notes
+    -----
+    The samples go to a hidden temporary file ``.<name>.<random>.tmp`` in the destination
+    directory, which is fsynced and then renamed over `path` with `os.replace`. An existing
+    `path` keeps its permission bits.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "noise.flac")
+    >>> x = 0.1 * np.random.default_rng(0).standard_normal(1000)
+    >>> write_audio(path, x, 44100, subtype="PCM_24")
+    >>> y, fs, info = read_audio(path)
+    >>> info["format"], info["subtype"], bool(np.allclose(y, x, atol=2.0**-23))
+    ('FLAC', 'PCM_24', True)
+    >>> tmp.cleanup()
+    """
+    path = _path_str(path, "path")
+    arr = np.asarray(x)
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"x must be a real numeric array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim not in (1, 2):
+        raise ParameterError(f"x must have shape (n,) or (channels, n), got shape {arr.shape}")
+    arr = np.atleast_2d(arr)
+    if arr.shape[-1] == 0:
+        raise AudioError(f"cannot write {path!r}: x holds no samples")
+    if arr.shape[0] > arr.shape[1]:
+        raise ParameterError(
+            f"x has shape {arr.shape}: more channels than samples; time must be the last axis (pass x.T)"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise AudioError(f"cannot write {path!r}: x contains NaN or Inf samples")
+    fs = valid_fs(fs)
+    if not fs.is_integer():
+        raise ParameterError(f"fs must be a whole number of Hz to be stored in a file, got {fs!r}")
+    format, subtype = _output_format(path, format, subtype)
+    if _clips(subtype):
+        peak = float(np.max(np.abs(arr)))
+        if peak > 1:
+            _warn_clipping(path, subtype, peak)
+            arr = np.clip(arr, -1.0, 1.0)
+    with _atomic_output(path, inputs=inputs) as tmp:
+        with sf.SoundFile(tmp, "w", samplerate=int(fs), channels=arr.shape[0], subtype=subtype, format=format) as f:
+            f.write(arr.T)
+
+
+def apply_file(cascade, in_path, out_path, *, block_size=65536, subtype=None, progress=None):
+    """Filter an audio file through `cascade`, block by block, into a new file.
+
+    Memory use depends on `block_size`, not on the file length: the filter state is carried
+    from block to block, so the result equals ``cascade.apply`` on the whole signal.
+
+    Parameters
+    ----------
+    cascade : AllpassCascade
+        The filter. Its sample rate must equal the file's and its integer delay must be >= 0.
+    in_path : str or os.PathLike
+        Input audio file.
+    out_path : str or os.PathLike
+        Output audio file; must differ from `in_path`. Its extension chooses the format.
+    block_size : int
+        Frames read, filtered and written per block.
+    subtype : str, optional
+        Output subtype; by default the input's (which must then suit the output format).
+    progress : callable, optional
+        Called as ``progress(done_frames, total_frames)`` after each block.
+
+    Returns
+    -------
+    info : dict
+        ``subtype``, ``format``, ``channels``, ``samplerate`` and ``frames`` of the output.
+
+    Raises
+    ------
+    AudioError
+        If the input is missing, unreadable, empty or holds NaN or Inf samples, or if its sample rate
+        differs from ``cascade.fs``.
+    ParameterError
+        If the cascade advances the signal (``cascade.integer_delay < 0``) or `block_size` < 1.
+    OutputError
+        If `out_path` is `in_path`, cannot be written, or `subtype` does not suit its format. No partial
+        file is left behind.
+
+    Warns
+    -----
+    UserWarning
+        If the output subtype is fixed-point and the filtered signal exceeds ``|y| = 1`` (it clips).
+
+    See Also
+    --------
+    AllpassCascade.apply, read_audio, write_audio
+
+    Notes
+    -----
+    The output has exactly as many frames as the input, like offline ``cascade.apply``: the last
+    ``integer_delay`` samples and the ring-out past the end are dropped. Pad the input with silence
+    to keep them. The output keeps the input's sample rate, channel count and subtype.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from apfdsp.cascade import Allpass2, AllpassCascade, Delay
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> src, dst = os.path.join(tmp.name, "dry.wav"), os.path.join(tmp.name, "wet.wav")
+    >>> x = 0.1 * np.random.default_rng(1).standard_normal((2, 5000))
+    >>> write_audio(src, x, 48000, subtype="DOUBLE")
+    >>> cascade = AllpassCascade([Allpass2(0.9, 1000.0), Delay(3)], fs=48000)
+    >>> info = apply_file(cascade, src, dst, block_size=1024)
+    >>> y, fs, _ = read_audio(dst)
+    >>> info["subtype"], bool(np.allclose(y, cascade.apply(x), atol=1e-12))
+    ('DOUBLE', True)
+    >>> tmp.cleanup()
+    """
+    if not isinstance(cascade, AllpassCascade):
+        raise TypeError(f"cascade must be an AllpassCascade, got {type(cascade).__name__}")
+    block_size = valid_int(block_size, "block_size", minimum=1)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable as progress(done_frames, total_frames), got {progress!r}")
+    if cascade.integer_delay < 0:
+        raise ParameterError(
+            f"this cascade advances the signal by {-cascade.integer_delay} samples, which streaming "
+            "cannot do; read the file and filter it offline with cascade.apply(x)"
+        )
+    out_path = _path_str(out_path, "out_path")
+    in_path, fin = _open_input(in_path)
+    with fin:
+        if cascade.fs != fin.samplerate:
+            raise AudioError(
+                f"{in_path!r} is sampled at {fin.samplerate} Hz but the cascade was made for {cascade.fs:g} Hz; "
+                f"resample the file to {cascade.fs:g} Hz (or fit a cascade at {fin.samplerate} Hz)"
+            )
+        total, channels, fs = fin.frames, fin.channels, fin.samplerate
+        format, subtype = _output_format(out_path, None, subtype, default_subtype=subtype or fin.subtype)
+        clips, peak = _clips(subtype), 0.0
+        state = cascade.initial_state((channels, 1))
+        done = 0
+        with _atomic_output(out_path, inputs=(in_path,)) as tmp:
+            with sf.SoundFile(tmp, "w", fs, channels, subtype, format=format) as fout:
+                while True:
+                    try:
+                        block = fin.read(block_size, dtype="float64", always_2d=True)
+                    except _READ_ERRORS as err:
+                        raise AudioError(f"cannot read audio file {in_path!r}: {_one_line(err)}") from None
+                    if block.shape[0] == 0:
+                        break
+                    if not np.all(np.isfinite(block)):
+                        raise AudioError(
+                            f"audio file {in_path!r} contains NaN or Inf samples "
+                            f"(in frames {done}-{done + block.shape[0] - 1}); clean the audio first"
+                        )
+                    y, state = cascade.apply(block.T, zi=state)
+                    if clips:
+                        peak = max(peak, float(np.max(np.abs(y))))
+                        y = np.clip(y, -1.0, 1.0)
+                    fout.write(y.T)
+                    done += block.shape[0]
+                    if progress is not None:
+                        progress(done, total)
+    if peak > 1:
+        _warn_clipping(out_path, subtype, peak)
+    return {"subtype": subtype, "format": format, "channels": channels, "samplerate": fs, "frames": done}
+
+
+# -- model files -----------------------------------------------------------------------------------------
+def _json_safe(value, where):
+    """Convert numpy scalars/arrays and tuples to plain JSON types; refuse the rest."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"metadata{where}: keys must be strings, got {key!r}")
+            out[str(key)] = _json_safe(item, f"{where}[{key!r}]")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if not np.isfinite(value):
+            raise ParameterError(f"metadata{where} is {value!r}; JSON cannot store NaN or Inf (use None)")
+        return value
+    raise TypeError(f"metadata{where} has type {type(value).__name__}, which a JSON model file cannot store")
+
+
+def save_model(path, cascade, *, metadata=None):
+    """Save a cascade as a JSON model file (atomically).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file, conventionally ``*.json``.
+    cascade : AllpassCascade
+        The filter to store.
+    metadata : dict, optional
+        How the model was fitted (loss, iterations, source files, ...). Values must be JSON types,
+        numpy scalars or numpy arrays (converted to numbers and lists).
+
+    Raises
+    ------
+    TypeError
+        If `cascade` is not an `AllpassCascade` or `metadata` holds a type JSON cannot store.
+    ParameterError
+        If `metadata` holds NaN or Inf.
+    OutputError
+        If `path` cannot be written.
+
+    See Also
+    --------
+    load_model
+
+    Notes
+    -----
+    The document holds ``format`` (``"apfdsp-model"``), ``format_version`` (1), ``apfdsp_version``,
+    ``fs``, ``cascade`` (`AllpassCascade.to_dict`), ``sos`` (for readers in other languages),
+    ``integer_delay`` (the shift applied outside the SOS), ``polarity`` and ``metadata``. Floats are
+    written with their shortest round-trip representation, so loading gives the same filter bit
+    for bit.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from apfdsp.cascade import Allpass1, Allpass2, AllpassCascade, Delay
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "model.json")
+    >>> cascade = AllpassCascade([Allpass2(0.9, 1000.0, 0.3), Allpass1(-0.5), Delay(2.3)], fs=48000)
+    >>> save_model(path, cascade, metadata={"loss": np.float64(0.01)})
+    >>> loaded, meta = load_model(path)
+    >>> loaded == cascade, bool(np.array_equal(loaded.sos, cascade.sos)), meta
+    (True, True, {'loss': 0.01})
+    >>> tmp.cleanup()
+    """
+    if not isinstance(cascade, AllpassCascade):
+        raise TypeError(f"cascade must be an AllpassCascade, got {type(cascade).__name__}")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    doc = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "apfdsp_version": __version__,
+        "fs": cascade.fs,
+        "cascade": cascade.to_dict(),
+        "sos": cascade.sos.tolist(),
+        "integer_delay": cascade.integer_delay,
+        "polarity": cascade.polarity,
+        "metadata": _json_safe(metadata, ""),
+    }
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    with _atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def load_model(path):
+    """Load and verify a JSON model file written by `save_model`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Model file.
+
+    Returns
+    -------
+    cascade : AllpassCascade
+        The stored filter, equal bit for bit to the one saved.
+    metadata : dict
+        The stored metadata (empty if none).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, not JSON, not an apfdsp model, of a newer format version, lacks a
+        key, holds bad cell values, if its stored SOS, delay, polarity or fs disagree with the cells
+        (a corrupt or hand-edited file), or if the filter is unstable.
+
+    See Also
+    --------
+    save_model
+    """
+    path = _path_str(path, "path")
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ModelFileError(f"model file {path!r} {what}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except UnicodeDecodeError:
+        raise ModelFileError(f"model file {path!r} is not JSON (it is not UTF-8 text)") from None
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"model file {path!r} is not JSON ({err})") from None
+    except OSError as err:
+        raise ModelFileError(f"cannot read model file {path!r}: {_one_line(err)}") from None
+    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path!r} is not an apfdsp model file (it lacks \"format\": \"{MODEL_FORMAT}\")")
+    version = doc.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"model file {path!r}: format_version must be a positive integer, got {version!r}")
+    if version > MODEL_FORMAT_VERSION:
+        raise ModelFileError(
+            f"model file {path!r} has format_version {version}, newer than this apfdsp ({__version__}) "
+            f"reads (up to {MODEL_FORMAT_VERSION}); upgrade apfdsp"
+        )
+    missing = [key for key in _REQUIRED_MODEL_KEYS if key not in doc]
+    if missing:
+        raise ModelFileError(f"model file {path!r} is missing the key(s) {', '.join(map(repr, missing))}")
+    try:
+        cascade = AllpassCascade.from_dict(doc["cascade"])
+    except (ParameterError, TypeError) as err:
+        raise ModelFileError(f"model file {path!r}: bad cascade: {err}") from None
+    metadata = doc.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"model file {path!r}: 'metadata' must be an object, got {type(metadata).__name__}")
+
+    def disagree(key, stored, actual):
+        return ModelFileError(
+            f"model file {path!r} is corrupt or was edited: stored {key} {stored!r} disagrees with "
+            f"the cells ({actual!r})"
+        )
+
+    if doc["fs"] != cascade.fs or isinstance(doc["fs"], bool):
+        raise disagree("fs", doc["fs"], cascade.fs)
+    for key, actual in (("integer_delay", cascade.integer_delay), ("polarity", cascade.polarity)):
+        if isinstance(doc[key], bool) or doc[key] != actual:
+            raise disagree(key, doc[key], actual)
+    sos = cascade.sos
+    try:
+        stored = np.array(doc["sos"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ModelFileError(f"model file {path!r}: 'sos' must be a list of rows of 6 numbers") from None
+    if stored.shape != sos.shape:
+        raise ModelFileError(
+            f"model file {path!r} is corrupt or was edited: stored sos has shape {stored.shape}, "
+            f"the cells give {sos.shape}"
+        )
+    if not np.allclose(stored, sos, rtol=1e-9, atol=1e-12):
+        worst = float(np.max(np.abs(stored - sos)))
+        raise ModelFileError(
+            f"model file {path!r} is corrupt or was edited: stored sos disagrees with the cells "
+            f"(max difference {worst:.3g})"
+        )
+    radius = np.abs(cascade.poles())
+    if radius.size and np.max(radius) >= 1:
+        raise ModelFileError(
+            f"model file {path!r} describes an unstable filter (pole radius {np.max(radius):.12g} >= 1)"
+        )
+    return cascade, metadata
