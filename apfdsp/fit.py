@@ -4,7 +4,7 @@ The fit is non-convex and local minima are the rule, so `fit_phase` runs several
 kinds and keeps the best:
 
 * ``"equation-error"``: M. Lang's linear least-squares allpass design for every order up to
-  ``2 * n_sections`` and both polarities (exact on noise-free allpass targets), iteratively reweighted;
+  ``2 * n_sections + 1`` and both polarities (exact on noise-free allpass targets), iteratively reweighted;
 * ``"group-delay"``: sections placed on the peaks of the target's group delay;
 * ``"random"``: seeded random pole placements.
 
@@ -24,7 +24,7 @@ from scipy import signal
 from ._validate import valid_fs, valid_int
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
 from .exceptions import ParameterError
-from .filters import allpass_phase, second_order_denominator, thiran_coef
+from .filters import allpass_phase, second_order_denominator, thiran_coef, warped_frequency
 from .losses import phase_loss
 from .model import N_OUTPUTS, Direct, get_parameterization
 from .optim import adam, cosine_schedule, lbfgs
@@ -35,6 +35,7 @@ __all__ = ["fit_phase", "FitResult", "STRUCTURES"]
 STRUCTURES = ("traditional", "warped", "stretched")
 _EXACT = 1e-10  # loss of a practically exact fit (phase error ~1e-5 rad, null below -100 dB)
 _N_FINALISTS = 2
+_START_WARPS = (0.5, 0.8, 0.9)  # extra warps of the equation-error starts (structure="warped")
 
 
 def wrapped_phase_error(phase, target_phase, weights=None):
@@ -171,24 +172,45 @@ def equation_error_denominator(w, response, order, weights, *, n_iter=3):
     solved in weighted least squares, then re-solved with weights divided by :math:`|A|^2` of the
     previous solution (which turns the equation error into the true error to first order).
 
+    Parameters
+    ----------
+    w : ndarray, shape (F,)
+        Digital frequencies (rad/sample).
+    response : ndarray, shape (F,)
+        Target response :math:`H_t` (unit magnitude).
+    order : int
+        Allpass order N.
+    weights : ndarray, shape (F,)
+        Non-negative weights.
+    n_iter : int
+        Number of reweighted solves.
+
     Returns
     -------
     a : ndarray, shape (order,)
         Coefficients of :math:`A(z) = 1 + a_1 z^{-1} + \dots + a_N z^{-N}`.
     """
-    k = np.arange(1, order + 1)
-    e_k = np.exp(-1j * np.outer(w, k))
-    e_nk = np.exp(-1j * np.outer(w, order - k))
-    matrix = response[:, None] * e_k - e_nk
-    rhs = np.exp(-1j * order * w) - response
+    basis = np.exp(-1j * np.outer(w, np.arange(order + 1)))  # e^{-jkw}, k = 0..N
+    return _equation_error(basis, response, order, weights, n_iter=n_iter)
+
+
+def _equation_error(basis, response, order, weights, *, n_iter):
+    """`equation_error_denominator` on a precomputed basis ``exp(-j w k)``, k = 0..>=order."""
+    e_k = basis[:, 1 : order + 1]
+    matrix = response[:, None] * e_k - basis[:, order - 1 :: -1][:, :order]
+    rhs = basis[:, order] - response
     row_weight = np.sqrt(weights)
     a = np.zeros(order)
     for _ in range(n_iter):
         scaled = row_weight[:, None] * matrix
         stacked = np.concatenate([scaled.real, scaled.imag])
-        a, *_ = np.linalg.lstsq(stacked, np.concatenate([(row_weight * rhs).real, (row_weight * rhs).imag]), rcond=None)
-        a_on_circle = 1.0 + e_k @ a
-        row_weight = np.sqrt(weights) / np.maximum(np.abs(a_on_circle), 1e-6)
+        rhs_stacked = np.concatenate([(row_weight * rhs).real, (row_weight * rhs).imag])
+        # Normal equations: N x N, fast; the gradient polish that follows removes their rounding error.
+        try:
+            a = np.linalg.solve(stacked.T @ stacked, stacked.T @ rhs_stacked)
+        except np.linalg.LinAlgError:
+            a, *_ = np.linalg.lstsq(stacked, rhs_stacked, rcond=None)
+        row_weight = np.sqrt(weights) / np.maximum(np.abs(1.0 + e_k @ a), 1e-6)
     return a
 
 
@@ -273,7 +295,7 @@ def fit_phase(
     delay=None,
     parameterization="direct",
     optimizer="lbfgs",
-    delay_search=4,
+    delay_search=2,
     n_random=2,
     n_keep=3,
     max_iter=300,
@@ -301,7 +323,9 @@ def fit_phase(
         First-order sections are always available (traditional: warping a first-order section only
         re-parameterises its coefficient).
     n_sections : int
-        Largest number of sections (first- and second-order); the fit may use fewer.
+        Largest number of second-order sections; first-order sections count as half a section, and
+        one more first-order section is allowed (total order up to ``2 * n_sections + 1``). The fit
+        may use fewer.
     stretch : int
         K for ``structure="stretched"``.
     polarity : {"auto", 1, -1}
@@ -417,27 +441,43 @@ def fit_phase(
     base = _Layout(0, 0, structure, stretch, 1, delay_shift, ranges, fs)
     # Delay candidates (integer shift, fractional start) for the equation-error starts: a dispersive
     # target biases a delay estimate upwards, and an allpass can add delay but never remove it.
+    max_order = 2 * n_sections + 1
     if delay is None:
-        delay_candidates = [(None, 0.0)]
+        delay_candidates = {order: [(None, 0.0)] for order in range(1, max_order + 1)}
     else:
-        delay_candidates = [(delay_shift, frac)] + [(delay_shift - k, 1.0) for k in range(1, delay_search + 1)]
+        # An allpass of order N has a mean group delay of N samples, so each order is also tried
+        # with the bulk delay reduced by about N (the allpass then carries that delay itself).
+        near = [(delay_shift, frac)] + [(delay_shift - k, 1.0) for k in range(1, delay_search + 1)]
+        delay_candidates = {
+            order: near + [(delay_shift + j - order, 1.0) for j in (1, 2) if j - order < -delay_search]
+            for order in range(1, max_order + 1)
+        }
+    # Equation-error starts on a warped frequency axis too (warped structure): a warp lambda moves
+    # the resolution of a low-order design to low (lambda > 0) or high (lambda < 0) frequencies, and
+    # its poles are directly those of warped sections with warp = lambda.
+    warps = (0.0,) + (_START_WARPS if structure == "warped" else ())
 
     starts = []  # (kind, layout, t)
     if structure != "stretched":
         scored = []
-        for shift, frac_start in delay_candidates:
-            residual = np.exp(1j * (target_phase + w * ((shift or 0) + frac_start * (shift is not None))))
-            for pol in polarities:
-                for order in range(1, 2 * n_sections + 1):
-                    a = equation_error_denominator(w, pol * residual, order, weights)
-                    sections2, coefs1 = _sections_from_poles(np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.r_max)
-                    sections2 = [s for s in sections2 if s[1] > ranges.fc_min_hz]
-                    layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol, delay_shift=shift)
-                    if layout.n2 + layout.n1 > n_sections:
-                        continue
-                    t = layout.t_from(sections2, coefs1, frac_start)
-                    scored.append((problem.value(layout, t), order, pol, layout, t))
-        scored.sort(key=lambda item: item[0])
+        for lam in warps:
+            theta = warped_frequency(w, lam)
+            basis = np.exp(-1j * np.outer(theta, np.arange(max_order + 1)))
+            for order, candidates in delay_candidates.items():
+                for shift, frac_start in candidates:
+                    residual = np.exp(1j * (target_phase + w * ((shift or 0) + frac_start * (shift is not None))))
+                    for pol in polarities:
+                        a = _equation_error(basis, pol * residual, order, weights, n_iter=2)
+                        sections2, coefs1 = _sections_from_poles(np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.r_max)
+                        sections2 = [(r, fc, lam) for r, fc, _ in sections2 if fc > ranges.fc_min_hz]
+                        coefs1 = [(c + lam) / (1.0 + c * lam) for c in coefs1]  # warped 1st order -> plain
+                        layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol, delay_shift=shift)
+                        if 2 * layout.n2 + layout.n1 > max_order:
+                            continue
+                        t = layout.t_from(sections2, coefs1, frac_start)
+                        scored.append((problem.value(layout, t), order, pol, layout, t))
+        # Best first; among practically equal losses the lower order first (no wasted sections).
+        scored.sort(key=lambda item: item[0] * (1.0 + 0.05 * item[1]) + 1e-13 * item[1])
         for value, order, pol, layout, t in scored[:n_keep]:
             starts.append(("equation-error", layout, t))
     peaks = _group_delay_peaks(w, target_phase, weights, n_sections, fs=fs, r_max=ranges.r_max)
