@@ -273,9 +273,22 @@ def allpass_section_sos(den, warp=0.0, stretch=1):
         row = np.zeros(6)
         row[: num.size], row[3 : 3 + den_z.size] = num, den_z
         return row[None, :]
-    roots_u = np.roots(den_z).astype(complex)  # roots in u = z^K
     kth = np.exp(2j * np.pi * np.arange(stretch) / stretch)
-    poles = (roots_u[:, None] ** (1.0 / stretch) * kth[None, :]).ravel()
-    zeros = 1.0 / np.conj(poles)
-    gain = num[0] / den_z[0]
-    return signal.zpk2sos(zeros, poles, gain)
+
+    def kth_roots(poly):
+        """Roots in z of poly(u = z^K) (leading zero coefficients drop roots at infinity)."""
+        roots_u = np.roots(poly).astype(complex)
+        return (roots_u[:, None] ** (1.0 / stretch) * kth[None, :]).ravel()
+
+    # Multiplied by z^{MK}: num(z) = b0 z^{MK} + b1 z^{(M-1)K} + ...; a vanishing b0 comes with poles
+    # at the origin (a pure delay factor z^-d), which zpk2sos cannot express: export it as delay rows.
+    poles, zeros = kth_roots(den_z), kth_roots(num)
+    poles = poles[np.abs(poles) > 0]
+    n_delay = len(den) * stretch - len(poles)
+    lead = num[np.flatnonzero(num)[0]]
+    rows = [signal.zpk2sos(zeros, poles, lead / den_z[0])] if len(poles) else []
+    if not rows:
+        rows.append(np.array([[lead / den_z[0], 0.0, 0.0, 1.0, 0.0, 0.0]]))
+    rows += [np.array([[0.0, 0.0, 1.0, 1.0, 0.0, 0.0]])] * (n_delay // 2)
+    rows += [np.array([[0.0, 1.0, 0.0, 1.0, 0.0, 0.0]])] * (n_delay % 2)
+    return np.concatenate(rows)

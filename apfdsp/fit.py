@@ -205,10 +205,11 @@ def _equation_error(basis, response, order, weights, *, n_iter):
         scaled = row_weight[:, None] * matrix
         stacked = np.concatenate([scaled.real, scaled.imag])
         rhs_stacked = np.concatenate([(row_weight * rhs).real, (row_weight * rhs).imag])
-        # Normal equations: N x N, fast; the gradient polish that follows removes their rounding error.
-        try:
-            a = np.linalg.solve(stacked.T @ stacked, stacked.T @ rhs_stacked)
-        except np.linalg.LinAlgError:
+        # Normal equations are fast; when they are ill-conditioned (clustered poles), use lstsq (SVD).
+        normal = stacked.T @ stacked
+        if np.linalg.cond(normal) < 1e9:
+            a = np.linalg.solve(normal, stacked.T @ rhs_stacked)
+        else:
             a, *_ = np.linalg.lstsq(stacked, rhs_stacked, rcond=None)
         row_weight = np.sqrt(weights) / np.maximum(np.abs(1.0 + e_k @ a), 1e-6)
     return a
@@ -216,9 +217,9 @@ def _equation_error(basis, response, order, weights, *, n_iter):
 
 def _sections_from_poles(poles, *, fs, r_max):
     """Split poles into second-order (R, fc, 0) triples (complex pairs) and first-order coefs (real)."""
-    radius = np.abs(poles)
-    outside = radius >= 1
-    poles = np.where(outside, 1.0 / np.conj(poles), poles)  # reflect unstable poles inside
+    outside = np.abs(poles) >= 1
+    poles = poles.copy()
+    poles[outside] = 1.0 / np.conj(poles[outside])  # reflect unstable poles inside
     radius = np.minimum(np.abs(poles), r_max * 0.999)
     angle = np.angle(poles)
     sections2 = [(r, abs(a) * fs / (2 * np.pi), 0.0) for r, a, p in zip(radius, angle, poles) if p.imag > 1e-9]
@@ -331,15 +332,18 @@ def fit_phase(
     polarity : {"auto", 1, -1}
         Try both polarities, or fix one.
     delay : float, optional
-        Starting value in samples of a delay to fit together with the sections (its integer part
-        stays fixed, its fractional part is fitted as a Thiran section). None: no delay term.
+        Starting value in samples of a delay to fit together with the sections (its fractional part
+        is fitted as a Thiran section). The starts also try shorter integer delays, whose difference
+        the allpass sections then carry, but never below ``min(round(delay) - 1, 0)``: a causal
+        delay gives a causal model that can be streamed. None: no delay term.
     parameterization : {"direct", "mlp", "shared-mlp"} or object
         How the optimiser sees the parameters (see `apfdsp.model`).
     optimizer : {"lbfgs", "adam", "adam+lbfgs"}
         Local optimiser used to polish every start.
     delay_search : int
         With `delay`: the equation-error starts also try integer delays up to this many samples
-        shorter than `delay` (a dispersive effect biases delay estimates upwards).
+        shorter than `delay` (a dispersive effect biases delay estimates upwards), and for each
+        order N one about N samples shorter.
     n_random : int
         Number of random starts (in addition to the equation-error and group-delay starts).
     n_keep : int
@@ -447,9 +451,13 @@ def fit_phase(
     else:
         # An allpass of order N has a mean group delay of N samples, so each order is also tried
         # with the bulk delay reduced by about N (the allpass then carries that delay itself).
+        # Shifts stay >= min(delay_shift, 0): a causal delay estimate gives a causal (streamable) model.
+        lowest = min(delay_shift, 0)
         near = [(delay_shift, frac)] + [(delay_shift - k, 1.0) for k in range(1, delay_search + 1)]
         delay_candidates = {
-            order: near + [(delay_shift + j - order, 1.0) for j in (1, 2) if j - order < -delay_search]
+            order: [(shift, f) for shift, f in near if shift >= lowest]
+            + [(delay_shift + j - order, 1.0) for j in (1, 2)
+               if j - order < -delay_search and delay_shift + j - order >= lowest]
             for order in range(1, max_order + 1)
         }
     # Equation-error starts on a warped frequency axis too (warped structure): a warp lambda moves

@@ -7,6 +7,8 @@ arguments, NaN-safe (magnitudes are computed as :math:`\sqrt{|z|^2 + \epsilon}`)
 import autograd.numpy as anp
 import numpy as np
 
+from .exceptions import ParameterError
+
 __all__ = [
     "phase_loss",
     "complex_response_loss",
@@ -87,7 +89,7 @@ def stft(x, *, n_fft, hop):
     n = x.shape[-1]
     n_frames = 1 + (n - n_fft) // hop
     if n_frames < 1:
-        raise ValueError(f"signal of {n} samples is shorter than n_fft={n_fft}")
+        raise ParameterError(f"signal of {n} samples is shorter than n_fft={n_fft}; use a smaller n_fft")
     index = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
     return anp.fft.rfft(x[..., index] * window, axis=-1)

@@ -127,23 +127,27 @@ def lbfgs(loss, params, *, max_iter=200, tol=1e-14, callback=None):
     """
     flat0, unflatten = flatten(params)
     objective = value_and_grad(lambda flat: loss(unflatten(flat)))
-    history = []
+    history, last = [], [np.nan]
 
     def fun(flat):
         value, grad = objective(flat)
         if not np.isfinite(value) or not np.all(np.isfinite(grad)):
             return np.inf, np.zeros_like(flat)
-        history.append(float(value))
+        last[0] = float(value)
         return float(value), np.asarray(grad, dtype=float)
 
     def step_callback(flat):
+        # Called once per accepted iteration: the last evaluation is the loss at the new iterate.
+        history.append(last[0])
         if callback is not None:
-            callback(unflatten(flat), len(history), history[-1] if history else np.nan)
+            callback(unflatten(flat), len(history), last[0])
 
     result = optimize.minimize(
         fun, flat0, jac=True, method="L-BFGS-B", callback=step_callback,
         options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-12, "maxcor": 20},
     )
+    if not history:
+        history.append(float(result.fun))
     return unflatten(result.x), np.asarray(history)
 
 

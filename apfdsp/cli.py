@@ -1,0 +1,991 @@
+"""The ``apfdsp`` command line: align | fit | apply | mix | plot | demo | pretrained.
+
+`build_parser` builds the argparse parser; `main` runs one command and returns the exit code:
+0 on success, 2 for any user error (one line ``apfdsp: error: ...`` on stderr, no traceback, no
+partial output), 1 for an unexpected exception (a bug: the traceback is printed). This is the only
+module of apfdsp that touches argparse or sys.
+
+The defaults of the fit options are read from the signature of `apfdsp.align.align`, so the command
+line and the Python API always agree (tests/test_argspec.py checks it).
+"""
+
+import argparse
+import datetime
+import importlib
+import inspect
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+import traceback
+import warnings
+from fractions import Fraction
+
+import numpy as np
+from scipy import signal
+
+from .align import align, fit_alignment
+from .cascade import Allpass1, Allpass2, Delay
+from .demo import demo_dry, demo_effect
+from .exceptions import ApfdspError, AudioError, ModelFileError, OutputError, ParameterError
+from .fit import STRUCTURES
+from . import io as _io
+from .io import apply_file, load_model, read_audio, save_model, write_audio
+from .metrics import mix_report
+from .version import __version__
+
+__all__ = ["build_parser", "main"]
+
+#: Defaults of the fit options: those of the Python API, never copied literals.
+API_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(align).parameters.items() if p.default is not p.empty
+}
+_DEMO_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(demo_dry).parameters.items() if p.default is not p.empty
+}
+DEMO_DIR = "apfdsp-demo"
+PRETRAINED_PREFIX = "pretrained:"
+# Extensions matplotlib writes (checked before any work, so a typo does not waste a fit).
+_FIGURE_EXTENSIONS = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")
+
+
+class _UsageError(Exception):
+    """A command-line usage error (raised by the parser instead of exiting)."""
+
+
+# -- argument types: one clear message per bad value ---------------------------------------------------
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _float_in(lo, hi, *, lo_open=False, what="number"):
+    left = "(" if lo_open else "["
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        bad = not math.isfinite(value) or (value <= lo if lo_open else value < lo) or value > hi
+        if bad:
+            raise argparse.ArgumentTypeError(f"must be a {what} in {left}{lo:g}, {hi:g}], got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def _positive_float(what):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+# -- the parser ------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        width = min(100, shutil.get_terminal_size().columns - 2)
+        super().__init__(prog, max_help_position=30, width=width)
+
+
+_MAIN_DESCRIPTION = """\
+Line up a dry track with its processed (wet) twin, so that dry/wet mixes and parallel processing
+sum without comb filtering.
+
+An effect (plug-in, amp model, analog chain) delays the signal, may flip its polarity and shifts
+the phase of every frequency differently. apfdsp measures all three and fits an allpass filter: a
+filter that changes only the phase, never the tone or level. Run on the dry track, it gives the dry
+the phase of the wet, so the two add up instead of cancelling.
+"""
+
+_MAIN_EPILOG = """\
+start here:
+  apfdsp demo                                  make example files in ./apfdsp-demo and align them
+  apfdsp align dry.wav wet.wav -o dry_aligned.wav
+  apfdsp align dry.wav wet.wav -o dry_aligned.wav --model-out amp.json --report report.png
+  apfdsp apply amp.json other_dry.wav -o other_dry_aligned.wav
+
+Run 'apfdsp COMMAND --help' for the options and an example of each command.
+Exit codes: 0 success, 2 a problem with the input or options (nothing is written), 1 a bug.
+"""
+
+_NUMBERS_HELP = """\
+what the numbers mean:
+  mix loss     level of dry + wet relative to a perfectly in-phase sum, with both brought to the
+               same level in every band: 0 dB = nothing lost to cancellation, -3 dB = random phase.
+  null depth   depth of the null when one is subtracted from the other (level-matched per band):
+               the lower the better; -20 dB is good, -30 dB or below is very good.
+  Both are shown before alignment -> after delay + polarity only -> after the allpass.
+"""
+
+_ALIGN_DESCRIPTION = """\
+Align DRY with WET and write the aligned dry to OUT.
+
+Measures the effect's latency (delay) and polarity, then fits an allpass filter to the phase
+difference between the two. The aligned dry has the same length, sample rate, channels and sample
+format as DRY; mixed with WET it no longer comb-filters. If the allpass does not beat plain
+delay + polarity on your audio, delay + polarity is used, so the result is never worse.
+
+Use a few seconds of material that excites the whole spectrum (a full mix or a busy part).
+WET may be longer or shorter than DRY, and a mono DRY may be aligned with a stereo WET.
+"""
+
+_ALIGN_EPILOG = """\
+examples:
+  apfdsp align dry.wav wet.wav -o dry_aligned.wav
+  apfdsp align gtr_DI.wav gtr_amp.wav -o gtr_DI_aligned.wav --model-out amp.json --report amp.png
+  apfdsp align dry.wav wet_44k.wav -o dry_aligned.wav --resample --json
+
+Save the model (--model-out) to align other takes through the same effect with 'apfdsp apply'.
+
+""" + _NUMBERS_HELP
+
+_FIT_DESCRIPTION = """\
+Fit the alignment model of DRY and WET and save it as a JSON model file, without writing audio.
+
+The model (delay, polarity and allpass sections) describes the effect's phase. Apply it to any
+other audio that goes through the same effect with 'apfdsp apply', or inspect it with 'apfdsp plot'.
+The file is plain JSON and also holds the filter as second-order sections (scipy's 'sos').
+"""
+
+_FIT_EPILOG = """\
+examples:
+  apfdsp fit gtr_DI.wav gtr_amp.wav -o amp.json
+  apfdsp fit gtr_DI.wav gtr_amp.wav -o amp.json --sections 12 --report amp.png
+  apfdsp apply amp.json gtr_DI_take2.wav -o gtr_DI_take2_aligned.wav
+
+""" + _NUMBERS_HELP
+
+_APPLY_DESCRIPTION = """\
+Filter IN through a saved model (from 'apfdsp fit' or 'apfdsp align --model-out') and write OUT.
+
+The file is processed block by block, so any length works with little memory. OUT has the length,
+sample rate, channels and sample format of IN. The model must have been fitted at IN's sample rate.
+MODEL may also be 'pretrained:NAME' (see 'apfdsp pretrained').
+"""
+
+_APPLY_EPILOG = """\
+examples:
+  apfdsp apply amp.json gtr_DI_take2.wav -o gtr_DI_take2_aligned.wav
+  apfdsp apply pretrained:NAME dry.wav -o dry_aligned.wav
+"""
+
+_MIX_DESCRIPTION = """\
+Write a phase-aligned dry/wet mix: (1 - R) * aligned DRY + R * WET.
+
+The dry is aligned with the model given by --model, or else aligned on the fly (as 'apfdsp align').
+OUT has the length and sample format of DRY; a mono DRY with a stereo WET gives a stereo mix.
+"""
+
+_MIX_EPILOG = """\
+examples:
+  apfdsp mix dry.wav wet.wav --wet-ratio 0.3 -o mix.wav
+  apfdsp mix dry.wav wet.wav --wet-ratio 0.5 --model amp.json -o mix.wav
+
+R = 0 gives the aligned dry alone, R = 1 the wet alone, R = 0.5 equal parts.
+"""
+
+_PLOT_DESCRIPTION = """\
+Draw a model's phase response and group delay (how much each frequency is delayed) into a figure.
+"""
+
+_PLOT_EPILOG = """\
+examples:
+  apfdsp plot amp.json -o amp.png
+  apfdsp plot amp.json -o amp.pdf
+"""
+
+_DEMO_DESCRIPTION = """\
+Run the whole workflow on built-in material, no files needed.
+
+Makes a synthetic music track (dry.wav), runs it through a virtual-analog-style effect with
+latency, a polarity flip and phase dispersion (wet.wav), aligns the two and writes into DIR:
+  dry.wav, wet.wav               the pair (48 kHz, 24 bit)
+  dry_aligned.wav                the aligned dry
+  model.json                     the fitted model (try 'apfdsp apply' or 'apfdsp plot' on it)
+  report.png                     a figure of the alignment
+  mix_before.wav, mix_after.wav  50/50 dry/wet mixes before and after alignment: listen to both
+"""
+
+_DEMO_EPILOG = """\
+examples:
+  apfdsp demo
+  apfdsp demo -o /tmp/apfdsp-demo --duration 10
+"""
+
+_PRETRAINED_DESCRIPTION = """\
+List the pretrained models shipped with apfdsp, one per line. Use one with
+'apfdsp apply pretrained:NAME IN -o OUT'.
+"""
+
+_PRETRAINED_EPILOG = """\
+example:
+  apfdsp pretrained
+"""
+
+
+def _add_output_options(p):
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object with the results on stdout instead of the summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
+
+
+def _add_fit_options(p, *, resample=True):
+    g = p.add_argument_group("fit options")
+    g.add_argument("--sections", dest="n_sections", metavar="N", type=_int_at_least(1),
+                   default=API_DEFAULTS["n_sections"],
+                   help="most allpass sections the fit may use; more follow a more complex phase "
+                        "response, but take longer (default: %(default)s)")
+    g.add_argument("--structure", choices=STRUCTURES, default=API_DEFAULTS["structure"],
+                   help="type of allpass section (default: %(default)s)")
+    g.add_argument("--seed", metavar="N", type=_int_at_least(0), default=API_DEFAULTS["seed"],
+                   help="seed of the fit's random starts; the same seed gives the same result "
+                        "(default: %(default)s)")
+    g.add_argument("--max-delay-ms", metavar="MS", type=_positive_float("number of milliseconds"),
+                   default=1e3 * API_DEFAULTS["max_delay_s"],
+                   help="largest latency searched, either way, in milliseconds (default: %(default)g)")
+    g.add_argument("--per-channel", action="store_true", default=API_DEFAULTS["per_channel"],
+                   help="fit each channel separately instead of one model for all channels "
+                        "(only for multichannel DRY; such models cannot be saved)")
+    if resample:
+        g.add_argument("--resample", action="store_true",
+                       help="if WET's sample rate differs from DRY's, resample WET to DRY's rate")
+
+
+def build_parser():
+    """Build the argparse parser of the ``apfdsp`` command.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        Its ``parse_args`` returns a namespace whose ``func`` attribute runs the chosen command.
+        Usage errors raise an internal exception instead of exiting (`main` turns it into exit code 2).
+    """
+    parser = _Parser(prog="apfdsp", description=_MAIN_DESCRIPTION, epilog=_MAIN_EPILOG,
+                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"apfdsp {__version__}")
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+
+    def command(name, help, description, epilog):
+        return sub.add_parser(name, help=help, description=description, epilog=epilog,
+                              formatter_class=_Formatter)
+
+    p = command("align", "align a dry track with its processed (wet) version", _ALIGN_DESCRIPTION, _ALIGN_EPILOG)
+    p.add_argument("dry", metavar="DRY", help="the unprocessed audio file")
+    p.add_argument("wet", metavar="WET", help="the same audio after the effect")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="aligned dry audio file to write")
+    p.add_argument("--model-out", metavar="M.json", help="also save the fitted model (for 'apfdsp apply')")
+    p.add_argument("--report", metavar="R.png", help="also draw a report figure (.png, .pdf or .svg)")
+    _add_fit_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=_cmd_align)
+
+    p = command("fit", "fit and save the alignment model only (no audio written)", _FIT_DESCRIPTION, _FIT_EPILOG)
+    p.add_argument("dry", metavar="DRY", help="the unprocessed audio file")
+    p.add_argument("wet", metavar="WET", help="the same audio after the effect")
+    p.add_argument("-o", "--output", metavar="M.json", required=True, help="model file to write")
+    p.add_argument("--report", metavar="R.png", help="also draw a report figure (.png, .pdf or .svg)")
+    _add_fit_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=_cmd_fit)
+
+    p = command("apply", "filter an audio file through a saved model", _APPLY_DESCRIPTION, _APPLY_EPILOG)
+    p.add_argument("model", metavar="MODEL", help="model file (.json) or pretrained:NAME")
+    p.add_argument("input", metavar="IN", help="audio file to filter")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="audio file to write")
+    _add_output_options(p)
+    p.set_defaults(func=_cmd_apply)
+
+    p = command("mix", "write a phase-aligned dry/wet mix", _MIX_DESCRIPTION, _MIX_EPILOG)
+    p.add_argument("dry", metavar="DRY", help="the unprocessed audio file")
+    p.add_argument("wet", metavar="WET", help="the same audio after the effect")
+    p.add_argument("--wet-ratio", metavar="R", required=True, type=_float_in(0.0, 1.0, what="number"),
+                   help="share of the wet in the mix, from 0 (dry only) to 1 (wet only)")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="mix audio file to write")
+    p.add_argument("--model", metavar="M.json",
+                   help="align the dry with this saved model (or pretrained:NAME) instead of fitting one")
+    _add_fit_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=_cmd_mix)
+
+    p = command("plot", "draw a model's phase response into a figure", _PLOT_DESCRIPTION, _PLOT_EPILOG)
+    p.add_argument("model", metavar="MODEL", help="model file (.json) or pretrained:NAME")
+    p.add_argument("-o", "--output", metavar="FIG.png", required=True, help="figure to write (.png, .pdf or .svg)")
+    p.add_argument("--title", help="figure title (default: the model's file name)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
+    p.set_defaults(func=_cmd_plot, json=False)
+
+    p = command("demo", "try apfdsp on built-in example material", _DEMO_DESCRIPTION, _DEMO_EPILOG)
+    p.add_argument("-o", "--output-dir", metavar="DIR", default=os.path.join(".", DEMO_DIR),
+                   help="directory to write the files into; created if missing (default: %(default)s)")
+    p.add_argument("--duration", metavar="S", type=_float_in(0.0, 600.0, lo_open=True, what="number of seconds"),
+                   default=_DEMO_DEFAULTS["duration_s"], help="length of the demo track in seconds (default: %(default)g)")
+    _add_output_options(p)
+    p.set_defaults(func=_cmd_demo)
+
+    p = command("pretrained", "list the pretrained models", _PRETRAINED_DESCRIPTION, _PRETRAINED_EPILOG)
+    p.set_defaults(func=_cmd_pretrained, json=False, quiet=False)
+    return parser
+
+
+# -- progress display (stderr, TTY only) --------------------------------------------------------------------
+class _Progress:
+    """A one-line progress display on stderr, driven by the library's callbacks.
+
+    While enabled, a background thread keeps the spinner and the elapsed time moving between
+    callbacks (a fit can be silent for seconds).
+    """
+
+    _SPIN = "|/-\\"
+
+    def __init__(self, enabled, label):
+        self.enabled = enabled
+        self.label = label
+        self._text = ""
+        self._tick = 0
+        self._width = 0
+        self._last = 0.0
+        self._start = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        if enabled:
+            self._thread = threading.Thread(target=self._run, name="apfdsp-progress", daemon=True)
+            self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.25):
+            self._draw()
+
+    def _draw(self):
+        with self._lock:
+            if self._stop.is_set() or not self._text:
+                return
+            self._tick += 1
+            elapsed = time.monotonic() - self._start
+            line = f"{self.label}: {self._SPIN[self._tick % 4]} {self._text}  {elapsed:.0f} s"
+            sys.stderr.write("\r" + line.ljust(self._width))
+            sys.stderr.flush()
+            self._width = len(line)
+
+    def _set(self, text, *, force=True):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        self._text = text
+        self._draw()
+
+    @staticmethod
+    def _bar(done, total, width=24):
+        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+        filled = int(round(frac * width))
+        return "[" + "#" * filled + "." * (width - filled) + "]"
+
+    def stage(self, text):
+        self._set(text)
+
+    def fit_callback(self, stage, done, total):
+        """``callback(stage, done, total)`` of `apfdsp.align.align`."""
+        self._set(f"fitting the allpass {self._bar(done, total)} {done}/{total}")
+
+    def file_callback(self, done, total):
+        """``progress(done, total)`` of `apfdsp.io.apply_file`."""
+        pct = 100.0 * done / total if total else 100.0
+        self._set(f"filtering {self._bar(done, total)} {pct:3.0f}%", force=done >= total)
+
+    def close(self):
+        if not self.enabled:
+            return
+        with self._lock:
+            self._stop.set()
+            if self._width:
+                sys.stderr.write("\r" + " " * self._width + "\r")
+                sys.stderr.flush()
+            self._width = 0
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _progress(args, label):
+    enabled = not (args.quiet or args.json) and sys.stderr.isatty()
+    return _Progress(enabled, label)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _same_path(a, b):
+    if os.path.exists(a) and os.path.exists(b):
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            pass
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def _check_outputs(outputs, inputs):
+    """Refuse, before any work, outputs that are inputs, clash with each other or cannot be written.
+
+    `outputs` is a list of ``(option, path, kind)``: path None means not requested; kind "audio" or
+    "figure" also checks that the extension is a type that can be written. `inputs` is a list of paths.
+    """
+    seen = []
+    for option, path, kind in outputs:
+        if path is None:
+            continue
+        for src in inputs:
+            if _same_path(path, src):
+                raise OutputError(
+                    f"refusing to write {option} {path!r}: it is the input file {src!r}; choose another output path"
+                )
+        for other_option, other in seen:
+            if _same_path(path, other):
+                raise OutputError(f"{other_option} and {option} both name {path!r}; give them different paths")
+        if os.path.isdir(path):
+            raise OutputError(f"cannot write {option} {path!r}: it is a directory; give a file name")
+        if kind == "audio":
+            _check_audio_extension(path)
+        if kind == "figure" and os.path.splitext(path)[1].lower() not in _FIGURE_EXTENSIONS:
+            raise OutputError(
+                f"cannot draw {option} {path!r}: unknown figure type; end the name with .png, .pdf or .svg"
+            )
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise OutputError(f"cannot write {option} {path!r}: directory {directory!r} does not exist; create it first")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {option} {path!r}: directory {directory!r} is not writable")
+        seen.append((option, path))
+
+
+def _check_audio_extension(path):
+    """Refuse an audio file name whose extension libsndfile cannot write (before any work).
+
+    Uses io's format resolution when available (private there; see the note in the report), so
+    the rule is exactly the one `write_audio` applies.
+    """
+    resolve = getattr(_io, "_output_format", None)
+    if resolve is None:
+        return
+    try:
+        resolve(path, None, None)
+    except OutputError:
+        ext = os.path.splitext(path)[1]
+        raise OutputError(
+            f"cannot write {path!r}: unknown audio file type {ext or '(no extension)'!r}; "
+            "end the name with .wav, .flac or .aiff"
+        ) from None
+
+
+def _same_type(out_path, in_path):
+    return os.path.splitext(out_path)[1].lower() == os.path.splitext(in_path)[1].lower()
+
+
+def _write_like(path, x, fs, like_path, like_info, inputs):
+    """Write audio with the sample format of `like_path` when the file type is the same."""
+    subtype = like_info["subtype"] if _same_type(path, like_path) else None
+    write_audio(path, x, fs, subtype=subtype, inputs=inputs)
+
+
+def _match_rates(wet, fs_dry, fs_wet, *, resample, dry_path, wet_path):
+    """Return (wet, original wet rate or None): resampled to `fs_dry` if asked, else refuse a mismatch."""
+    if fs_dry == fs_wet:
+        return wet, None
+    if not resample:
+        raise AudioError(
+            f"DRY {dry_path!r} is sampled at {fs_dry} Hz but WET {wet_path!r} at {fs_wet} Hz; "
+            f"pass --resample to resample WET to {fs_dry} Hz (or convert one of the files)"
+        )
+    ratio = Fraction(int(fs_dry), int(fs_wet))
+    return signal.resample_poly(wet, ratio.numerator, ratio.denominator, axis=-1), fs_wet
+
+
+def _fit_kwargs(args):
+    return dict(n_sections=args.n_sections, structure=args.structure, seed=args.seed,
+                max_delay_s=args.max_delay_ms / 1e3, per_channel=args.per_channel)
+
+
+def _refuse_per_channel_model(args, dry, option):
+    if args.per_channel and dry.ndim == 2 and dry.shape[0] > 1:
+        raise ParameterError(
+            f"--per-channel fits one model per channel, and a model file holds one model: "
+            f"drop {option} or drop --per-channel"
+        )
+
+
+def _resolve_model(spec):
+    """A model path, or the path of the pretrained model named by ``pretrained:NAME``."""
+    if not spec.startswith(PRETRAINED_PREFIX):
+        return spec
+    name = spec[len(PRETRAINED_PREFIX):]
+    module = _pretrained_module()
+    if module is None:
+        raise ModelFileError(
+            f"cannot load {spec!r}: no pretrained models are installed with this apfdsp; pass a model file instead"
+        )
+    try:
+        return os.fspath(module.load_path(name))
+    except (LookupError, FileNotFoundError):
+        raise ModelFileError(
+            f"unknown pretrained model {name!r}; run 'apfdsp pretrained' to list them"
+        ) from None
+
+
+def _pretrained_module():
+    try:
+        return importlib.import_module(".pretrained", __package__)
+    except ModuleNotFoundError as err:
+        if err.name == f"{__package__}.pretrained":
+            return None
+        raise
+
+
+def _plot_module():
+    return importlib.import_module(".plot", __package__)
+
+
+def _model_summary(cascade, metadata):
+    """Delay, polarity, method and sections of a loaded model, as in `AlignResult.summary`.
+
+    The delay is the bulk delay measured when the model was fitted (stored in its metadata by
+    ``apfdsp align`` / ``apfdsp fit``), else the model's pure delay cells.
+    """
+    stored = metadata.get("summary") if isinstance(metadata, dict) else None
+    delay = stored.get("delay_samples") if isinstance(stored, dict) else None
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool):
+        delay = sum(c.samples for c in cascade if isinstance(c, Delay))
+    sections = sum(1 for c in cascade if isinstance(c, (Allpass1, Allpass2)))
+    return {"delay_samples": float(delay), "delay_ms": 1e3 * float(delay) / cascade.fs,
+            "polarity": cascade.polarity, "method": "allpass" if sections else "delay+polarity",
+            "n_sections": sections}
+
+
+def _clean(value):
+    """JSON-safe copy: numpy types to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _model_metadata(command, args, result, fs, wet_rate):
+    return _clean({
+        "created_by": f"apfdsp {__version__} ({command})",
+        "apfdsp_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "inputs": {"dry": os.path.basename(args.dry), "wet": os.path.basename(args.wet)},
+        "fs": fs,
+        "wet_resampled_from_hz": wet_rate,
+        "method": result.method,
+        "settings": result.settings,
+        "metrics": {"before": result.before, "delay_polarity": result.delay_polarity, "after": result.after},
+        "summary": result.summary(),
+    })
+
+
+def _draw_report(path, result, dry, wet, fs, title):
+    """Report figure of an alignment (the aligned dry is computed if the result has none)."""
+    if result.aligned is None:
+        import dataclasses
+
+        cascades = result.cascade if isinstance(result.cascade, list) else None
+        if cascades is None:
+            aligned = result.cascade.apply(dry)
+        else:
+            aligned = np.stack([c.apply(d) for c, d in zip(cascades, dry)])
+        result = dataclasses.replace(result, aligned=aligned)
+    _plot_module().align_report(result, dry, wet, path, fs=fs, title=title)
+
+
+def _record(result=None, *, elapsed_s, model_path=None, output_path=None, **extra):
+    """The JSON record printed by --json: the alignment numbers (None when unknown) and the files."""
+    keys = ("delay_samples", "delay_ms", "polarity", "method", "n_sections",
+            "mix_loss_db_before", "mix_loss_db_delay_polarity", "mix_loss_db_after",
+            "null_db_before", "null_db_delay_polarity", "null_db_after")
+    record = dict.fromkeys(keys)
+    if result is not None:
+        record.update(result)
+    record.update(elapsed_s=float(elapsed_s), model_path=model_path, output_path=output_path)
+    record.update(extra)
+    return _clean(record)
+
+
+def _fmt_db(value):
+    if value is None:
+        return "n/a"
+    value = round(float(value), 1)
+    return f"{value + 0.0:.1f} dB"  # + 0.0: no "-0.0"
+
+
+def _summary_lines(record, title):
+    """The human summary of an alignment record."""
+    lines = [title]
+    if record.get("delay_samples") is not None:
+        polarity = "inverted" if record["polarity"] < 0 else "normal"
+        lines.append(f"  delay       {record['delay_samples']:.2f} samples ({record['delay_ms']:.3f} ms)")
+        lines.append(f"  polarity    {polarity}")
+    method, sections = record.get("method"), record.get("n_sections")
+    if method is not None:
+        def describe(m, n):
+            return f"allpass filter, {n} section{'s' if n != 1 else ''}" if m == "allpass" else m
+        if isinstance(method, list):
+            text = "; ".join(f"ch{i + 1}: {describe(m, n)}" for i, (m, n) in enumerate(zip(method, sections)))
+        else:
+            text = describe(method, sections)
+        lines.append(f"  method      {text}")
+    if record.get("null_db_before") is not None:
+        stages = ["before"] + (["delay+polarity"] if record.get("null_db_delay_polarity") is not None else [])
+        stages.append("after")
+        keys = {"before": "_before", "delay+polarity": "_delay_polarity", "after": "_after"}
+        widths = [max(len(s), 9) for s in stages]
+        lines.append("            " + "    ".join(s.rjust(w) for s, w in zip(stages, widths)))
+        for label, key in (("mix loss", "mix_loss_db"), ("null depth", "null_db")):
+            cells = [_fmt_db(record[key + keys[s]]).rjust(w) for s, w in zip(stages, widths)]
+            lines.append(f"  {label:<10}" + " -> ".join(cells))
+    lines.append(f"  time        {record['elapsed_s']:.1f} s")
+    files = record.get("files_written") or []
+    if files:
+        lines.append(f"  wrote       {files[0]}")
+        lines.extend(f"              {f}" for f in files[1:])
+    return lines
+
+
+def _emit(args, record, title, notes=()):
+    if args.json:
+        print(json.dumps(record, allow_nan=False))
+    elif not args.quiet:
+        print("\n".join(_summary_lines(record, title)))
+        for note in notes:
+            print(note)
+
+
+def _advanced_note(result):
+    if result.advanced:
+        return ("note: the wet leads the dry, so the dry was advanced; this works offline, but the "
+                "model cannot stream through 'apfdsp apply'")
+    return None
+
+
+# -- the commands ------------------------------------------------------------------------------------------
+def _read_pair(args, progress):
+    progress.stage("reading audio")
+    dry, fs, dry_info = read_audio(args.dry)
+    wet, fs_wet, _ = read_audio(args.wet)
+    wet, wet_rate = _match_rates(wet, fs, fs_wet, resample=args.resample, dry_path=args.dry, wet_path=args.wet)
+    return dry, wet, fs, dry_info, wet_rate
+
+
+def _run_align(args, *, command, audio_out, model_out, report, label):
+    """Shared body of align / fit / demo. Returns (record, notes)."""
+    start = time.perf_counter()
+    _check_outputs([("-o", audio_out, "audio"), ("--model-out" if command == "align" else "-o", model_out, "model"),
+                    ("--report", report, "figure")], [args.dry, args.wet])
+    progress = _progress(args, label)
+    try:
+        dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
+        if model_out is not None:
+            _refuse_per_channel_model(args, dry, "--model-out" if command == "align" else "fit")
+        progress.stage("measuring delay, polarity and phase")
+        result = fit_alignment(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback,
+                               apply=audio_out is not None)
+        written = []
+        if audio_out is not None:
+            progress.stage("writing audio")
+            _write_like(audio_out, result.aligned, fs, args.dry, dry_info, [args.dry, args.wet])
+            written.append(audio_out)
+        if model_out is not None:
+            save_model(model_out, result.cascade, metadata=_model_metadata(command, args, result, fs, wet_rate))
+            written.append(model_out)
+        if report is not None:
+            progress.stage("drawing the report")
+            _draw_report(report, result, dry, wet, fs, title=f"{os.path.basename(args.dry)} vs "
+                                                              f"{os.path.basename(args.wet)}")
+            written.append(report)
+    finally:
+        progress.close()
+    record = _record(result.summary(), elapsed_s=time.perf_counter() - start, model_path=model_out,
+                     output_path=audio_out, fs=fs, dry_path=args.dry, wet_path=args.wet,
+                     wet_resampled_from_hz=wet_rate, advanced=bool(result.advanced), files_written=written)
+    notes = [n for n in (_advanced_note(result),) if n]
+    if wet_rate is not None:
+        notes.insert(0, f"note: WET was resampled from {wet_rate} Hz to {fs} Hz")
+    return record, notes, result, dry, wet, fs
+
+
+def _cmd_align(args):
+    record, notes, *_ = _run_align(args, command="align", audio_out=args.output, model_out=args.model_out,
+                                   report=args.report, label="apfdsp align")
+    _emit(args, record, f"apfdsp align: {args.dry} aligned with {args.wet} ({record['fs']} Hz)", notes)
+    return 0
+
+
+def _cmd_fit(args):
+    record, notes, *_ = _run_align(args, command="fit", audio_out=None, model_out=args.output,
+                                   report=args.report, label="apfdsp fit")
+    _emit(args, record, f"apfdsp fit: model of {args.dry} -> {args.wet} ({record['fs']} Hz)", notes)
+    return 0
+
+
+def _cmd_apply(args):
+    start = time.perf_counter()
+    model_path = _resolve_model(args.model)
+    _check_outputs([("-o", args.output, "audio")], [args.input, model_path])
+    cascade, metadata = load_model(model_path)
+    progress = _progress(args, "apfdsp apply")
+    try:
+        info = apply_file(cascade, args.input, args.output, progress=progress.file_callback)
+    finally:
+        progress.close()
+    record = _record(_model_summary(cascade, metadata), elapsed_s=time.perf_counter() - start, model_path=model_path, output_path=args.output,
+                     fs=info["samplerate"], input_path=args.input, frames=info["frames"],
+                     channels=info["channels"], subtype=info["subtype"], files_written=[args.output])
+    title = (f"apfdsp apply: {args.input} through {args.model} "
+             f"({info['frames']} frames, {info['channels']} ch, {info['samplerate']} Hz, {info['subtype']})")
+    _emit(args, record, title)
+    return 0
+
+
+def _mix(aligned, wet, ratio):
+    """(1 - ratio) * aligned + ratio * wet, with the length of `aligned`; channels broadcast."""
+    n = aligned.shape[-1]
+    wet = wet[..., :n]
+    if wet.shape[-1] < n:
+        wet = np.pad(wet, [(0, 0)] * (wet.ndim - 1) + [(0, n - wet.shape[-1])])
+    a2, w2 = np.atleast_2d(aligned), np.atleast_2d(wet)
+    if a2.shape[0] != w2.shape[0] and 1 not in (a2.shape[0], w2.shape[0]):
+        raise ParameterError(
+            f"DRY has {a2.shape[0]} channels and WET {w2.shape[0]}: they must match, or one must be mono"
+        )
+    out = (1.0 - ratio) * a2 + ratio * w2
+    return out[0] if out.shape[0] == 1 else out
+
+
+def _cmd_mix(args):
+    start = time.perf_counter()
+    model_path = None if args.model is None else _resolve_model(args.model)
+    inputs = [args.dry, args.wet] + ([model_path] if model_path else [])
+    _check_outputs([("-o", args.output, "audio")], inputs)
+    cascade, metadata = (None, None) if model_path is None else load_model(model_path)
+    progress = _progress(args, "apfdsp mix")
+    try:
+        dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
+        if cascade is not None:
+            if cascade.fs != fs:
+                raise AudioError(
+                    f"the model {model_path!r} was fitted at {cascade.fs:g} Hz but DRY {args.dry!r} is "
+                    f"sampled at {fs} Hz; fit a model at {fs} Hz (apfdsp fit) or drop --model"
+                )
+            _mix(dry, wet, args.wet_ratio)  # check the channel layout before filtering
+            aligned = cascade.apply(dry)
+            before, after = mix_report(dry, wet, fs=fs), mix_report(aligned, wet, fs=fs)
+            summary = dict(_model_summary(cascade, metadata),
+                           mix_loss_db_before=before["mix_loss_db"], mix_loss_db_after=after["mix_loss_db"],
+                           null_db_before=before["null_db"], null_db_after=after["null_db"])
+        else:
+            progress.stage("measuring delay, polarity and phase")
+            result = align(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback)
+            aligned, summary = result.aligned, result.summary()
+        mixed = _mix(aligned, wet, args.wet_ratio)
+        progress.stage("writing audio")
+        _write_like(args.output, mixed, fs, args.dry, dry_info, inputs)
+    finally:
+        progress.close()
+    record = _record(summary, elapsed_s=time.perf_counter() - start, model_path=model_path,
+                     output_path=args.output, fs=fs, wet_ratio=args.wet_ratio, wet_resampled_from_hz=wet_rate,
+                     files_written=[args.output])
+    title = f"apfdsp mix: {1 - args.wet_ratio:.0%} aligned {args.dry} + {args.wet_ratio:.0%} {args.wet} ({fs} Hz)"
+    _emit(args, record, title)
+    return 0
+
+
+def _cmd_plot(args):
+    model_path = _resolve_model(args.model)
+    _check_outputs([("-o", args.output, "figure")], [model_path])
+    cascade, _ = load_model(model_path)
+    title = args.title if args.title is not None else os.path.basename(args.model)
+    _plot_module().model_figure(cascade, args.output, title=title)
+    if not args.quiet:
+        print(f"apfdsp plot: wrote {args.output}")
+    return 0
+
+
+def _cmd_demo(args):
+    start = time.perf_counter()
+    out_dir = args.output_dir
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputError(f"cannot use -o {out_dir!r}: it is a file, not a directory")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the directory {out_dir!r}: {err.strerror or err}") from None
+    paths = {name: os.path.join(out_dir, f"{name}.{ext}") for name, ext in (
+        ("dry", "wav"), ("wet", "wav"), ("dry_aligned", "wav"), ("model", "json"), ("report", "png"),
+        ("mix_before", "wav"), ("mix_after", "wav"))}
+    fs = _DEMO_DEFAULTS["fs"]
+    progress = _progress(args, "apfdsp demo")
+    progress.stage("making the demo material")
+    try:
+        dry = demo_dry(fs=fs, duration_s=args.duration)
+        write_audio(paths["dry"], dry, fs, subtype="PCM_24")
+        write_audio(paths["wet"], demo_effect(dry, fs=fs), fs, subtype="PCM_24")
+    finally:
+        progress.close()
+    report = paths["report"] if _plot_available() else None
+    fit_args = argparse.Namespace(dry=paths["dry"], wet=paths["wet"], resample=False, quiet=args.quiet, json=args.json,
+                                  n_sections=API_DEFAULTS["n_sections"], structure=API_DEFAULTS["structure"],
+                                  seed=API_DEFAULTS["seed"], max_delay_ms=1e3 * API_DEFAULTS["max_delay_s"],
+                                  per_channel=API_DEFAULTS["per_channel"])
+    record, notes, result, dry, wet, fs = _run_align(
+        fit_args, command="demo", audio_out=paths["dry_aligned"], model_out=paths["model"], report=report,
+        label="apfdsp demo")
+    write_audio(paths["mix_before"], _mix(dry, wet, 0.5), fs, subtype="PCM_24")
+    write_audio(paths["mix_after"], _mix(result.aligned, wet, 0.5), fs, subtype="PCM_24")
+    files = [paths["dry"], paths["wet"]] + record["files_written"] + [paths["mix_before"], paths["mix_after"]]
+    record.update(elapsed_s=time.perf_counter() - start, files_written=files, output_dir=out_dir)
+    if report is None:
+        notes.append("note: report.png was skipped: the plotting module apfdsp.plot is not available")
+    notes += [
+        "",
+        "Listen to mix_before.wav, then mix_after.wav: the same 50/50 dry/wet mix before and after",
+        "alignment (the comb filtering is gone). Then try your own files:",
+        "  apfdsp align DRY.wav WET.wav -o DRY_aligned.wav --model-out model.json",
+    ]
+    _emit(args, record, f"apfdsp demo: a {args.duration:g} s synthetic track through a virtual-analog-style "
+                        f"effect, aligned ({fs} Hz)", notes)
+    return 0
+
+
+def _plot_available():
+    try:
+        _plot_module()
+    except ModuleNotFoundError as err:
+        if err.name in (f"{__package__}.plot", "matplotlib"):
+            return False
+        raise
+    return True
+
+
+def _cmd_pretrained(args):
+    module = _pretrained_module()
+    models = [] if module is None else module.list_models()
+    if isinstance(models, dict):
+        models = [{"name": name, **(info if isinstance(info, dict) else {"description": info})}
+                  for name, info in models.items()]
+    if not models:
+        print("No pretrained models are installed with this apfdsp. "
+              "Fit your own with 'apfdsp fit DRY WET -o model.json'.")
+        return 0
+    for item in models:
+        if isinstance(item, dict):
+            name = item.get("name", "?")
+            rest = [str(item[k]) for k in ("description", "fs") if item.get(k) is not None]
+            if "fs" in item and item["fs"] is not None:
+                rest[-1] = f"{float(item['fs']):g} Hz"
+            print(f"pretrained:{name}" + (f"  {' - '.join(rest)}" if rest else ""))
+        elif isinstance(item, (tuple, list)):
+            print(f"pretrained:{item[0]}" + ("  " + " - ".join(map(str, item[1:])) if len(item) > 1 else ""))
+        else:
+            print(f"pretrained:{item}")
+    return 0
+
+
+# -- entry point ------------------------------------------------------------------------------------------
+# API parameter names that appear in library messages -> the option a CLI user typed.
+_OPTION_NAMES = {"n_sections": "--sections", "structure": "--structure", "seed": "--seed"}
+
+
+def _option_names(message):
+    return re.sub(r"\b(" + "|".join(_OPTION_NAMES) + r")\b(?= must)", lambda m: _OPTION_NAMES[m.group(1)], message)
+
+
+def _error(message):
+    print(f"apfdsp: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def main(argv=None):
+    """Run the ``apfdsp`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    code : int
+        0 on success, 2 for a user error (bad options, unusable input, unwritable output), 1 for an
+        unexpected error (a bug; the traceback is printed), 130 when interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except _UsageError as err:
+        _error(err)
+        return 2
+    except SystemExit as exit_:  # --help and --version
+        return exit_.code if isinstance(exit_.code, int) else 0
+    if args.command is None:
+        parser.print_help()
+        _error("choose a command, e.g. 'apfdsp demo' or 'apfdsp align DRY WET -o OUT'")
+        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            code = args.func(args)
+        except ApfdspError as err:
+            code = 2
+            message = _option_names(str(err))
+        except OSError as err:
+            code = 2
+            where = f"{err.filename!r}: " if err.filename else ""
+            message = f"{where}{err.strerror or err}"
+        except KeyboardInterrupt:
+            code = 130
+            message = "interrupted"
+        except Exception:  # a bug: show it
+            traceback.print_exc()
+            print("apfdsp: internal error: this is a bug; please report it with the traceback above",
+                  file=sys.stderr)
+            code = 1
+            message = None
+        else:
+            message = None
+    for w in caught:
+        print(f"apfdsp: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+    if message is not None:
+        _error(message)
+    return code

@@ -1,0 +1,248 @@
+"""Tests of apfdsp.fit.fit_phase: recovery of random cascades, determinism, options and validation."""
+
+import json
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+
+from apfdsp.cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
+from apfdsp.exceptions import ParameterError
+from apfdsp.fit import FitResult, fit_phase
+from apfdsp.losses import phase_loss
+from apfdsp.model import SinusoidalMLP
+from apfdsp.ranges import ParamRanges
+
+FS = 48000.0
+F = np.geomspace(20.0, 20000.0, 512)
+W = 2 * np.pi * F / FS
+
+
+def random_target(rng):
+    """Copy of ``benchmarks/recovery.py::random_target`` (benchmarks/ is not importable from tests).
+
+    fs = 48 kHz, 2 to 8 traditional or warped second-order sections, R in [0.3, 0.97], fc log-uniform
+    30 Hz - 18 kHz; one in four targets also has a first-order section and a polarity flip.
+    """
+    n = int(rng.integers(2, 9))
+    cells = []
+    warped = rng.random() < 0.5
+    for _ in range(n):
+        radius = rng.uniform(0.3, 0.97)
+        fc = float(np.exp(rng.uniform(np.log(30.0), np.log(18000.0))))
+        warp = float(rng.uniform(-0.7, 0.7)) if warped else 0.0
+        cells.append(Allpass2(radius, fc, warp))
+    if rng.random() < 0.25:
+        cells.append(Allpass1(float(rng.uniform(-0.99, 0.5))))
+        cells.append(Polarity(-1))
+    return AllpassCascade(cells, fs=FS)
+
+
+def _targets(seed=440, n=8):
+    rng = np.random.default_rng(seed)
+    return [random_target(rng) for _ in range(n)]
+
+
+def wrapped_error(phase, target):
+    return np.abs(np.angle(np.exp(1j * (np.asarray(phase) - np.asarray(target)))))
+
+
+RECOVERY = list(range(8))
+
+
+@pytest.mark.parametrize("index", RECOVERY)
+def test_recovers_random_ground_truth(index):
+    """The recovery benchmark in small: 512 bins, a reduced polish budget (max_iter=60) for speed."""
+    truth = _targets()[index]
+    result = fit_phase(F, truth.phase(F), fs=FS, seed=index, max_iter=60)
+    assert isinstance(result, FitResult)
+    assert result.phase_error_rad < 0.02
+    assert np.max(wrapped_error(result.cascade.phase(F), truth.phase(F))) < 0.1
+    assert result.cascade.polarity == truth.polarity
+    assert result.cascade.order <= 2 * 8 + 1
+    assert np.all(np.abs(result.cascade.poles()) < 1)
+    # The reported numbers are those of the returned cascade.
+    assert result.loss == pytest.approx(phase_loss(result.cascade.phase(F), truth.phase(F)), rel=1e-9, abs=1e-15)
+
+
+def test_exact_target_is_recovered_exactly():
+    truth = AllpassCascade([Allpass2(0.9, 300.0), Allpass2(0.7, 4000.0)], fs=FS)
+    result = fit_phase(F, truth.phase(F), fs=FS, n_sections=4)
+    assert result.phase_error_rad < 1e-8
+    assert result.cascade.order == 4  # pruned to the true order
+    np.testing.assert_allclose(result.cascade.group_delay(F), truth.group_delay(F), rtol=1e-6)
+    assert result.loss_history.size > 0 and np.all(np.isfinite(result.loss_history))
+    assert result.elapsed_s > 0
+    assert result.start in ("equation-error", "group-delay", "random")
+    assert all({"kind", "n_sections", "polarity", "loss"} <= set(s) for s in result.starts)
+    json.dumps(result.settings)  # JSON-safe
+    assert result.settings["n_sections"] == 4 and result.settings["seed"] == 0
+
+
+def _noisy_target(seed=3):
+    rng = np.random.default_rng(seed)
+    truth = AllpassCascade([Allpass2(0.8, 700.0, 0.2), Allpass2(0.6, 5000.0, -0.1), Allpass2(0.9, 90.0)], fs=FS)
+    return truth.phase(F) + 0.05 * rng.standard_normal(F.size)  # not exactly representable: every stage runs
+
+
+def test_fit_is_deterministic_bit_for_bit():
+    target = _noisy_target()
+    options = {"fs": FS, "n_sections": 3, "max_iter": 30, "n_random": 1, "seed": 7}
+    first = fit_phase(F, target, **options)
+    second = fit_phase(F, target, **options)
+    assert first.loss > 1e-4  # noisy: the random start and the polishing really ran
+    assert first.cascade.sos.tobytes() == second.cascade.sos.tobytes()
+    assert first.cascade == second.cascade
+    np.testing.assert_array_equal(first.loss_history, second.loss_history)
+    assert first.starts == second.starts
+
+
+def test_polarity_flip_and_first_order_target():
+    truth = AllpassCascade([Allpass2(0.85, 400.0, 0.3), Allpass2(0.6, 6000.0, -0.2), Allpass1(-0.7), Polarity(-1)], fs=FS)
+    result = fit_phase(F, truth.phase(F), fs=FS, n_sections=4)
+    assert result.phase_error_rad < 1e-6
+    assert result.cascade.polarity == -1
+    assert result.cascade.order == truth.order == 5
+    np.testing.assert_allclose(result.cascade.phase(F), truth.phase(F), atol=1e-5)
+
+
+def test_fixed_wrong_polarity_cannot_fit_the_flip():
+    """Near DC every allpass has phase ~0, so a flipped target needs the polarity cell."""
+    truth = AllpassCascade([Allpass2(0.85, 400.0), Allpass1(-0.7), Polarity(-1)], fs=FS)
+    result = fit_phase(F, truth.phase(F), fs=FS, n_sections=2, polarity=1, max_iter=30, n_random=0)
+    assert result.cascade.polarity == 1
+    assert result.phase_error_rad > 0.1
+
+
+def test_complex_target_input():
+    truth = AllpassCascade([Allpass2(0.9, 250.0, 0.4), Allpass2(0.5, 9000.0), Allpass1(0.3)], fs=FS)
+    from_phase = fit_phase(F, truth.phase(F), fs=FS, n_sections=3)
+    from_response = fit_phase(F, 3.0 * truth.response(F), fs=FS, n_sections=3)  # level is ignored
+    assert from_response.phase_error_rad < 1e-6
+    np.testing.assert_allclose(wrapped_error(from_response.cascade.phase(F), truth.phase(F)), 0.0, atol=1e-5)
+    assert from_response.cascade.order == from_phase.cascade.order == 5
+
+
+def test_zero_weights_ignore_that_band(rng):
+    truth = AllpassCascade([Allpass2(0.8, 300.0, 0.2), Allpass2(0.7, 6000.0)], fs=FS)
+    band = (F > 1000.0) & (F < 3000.0)
+    target = truth.phase(F)
+    target[band] = rng.uniform(-np.pi, np.pi, band.sum())  # garbage where the weight is zero
+    weights = np.where(band, 0.0, 1.0)
+    result = fit_phase(F, target, fs=FS, weights=weights, n_sections=3)
+    fitted = result.cascade.phase(F)
+    assert result.phase_error_rad < 1e-6  # weighted: the band does not count
+    np.testing.assert_allclose(wrapped_error(fitted, truth.phase(F)), 0.0, atol=1e-5)  # also inside the band
+    assert phase_loss(fitted, target) > 0.1  # the garbage was not fitted
+
+
+def test_delay_option_fits_a_pure_fractional_delay():
+    target = -W * 12.3
+    result = fit_phase(F, target, fs=FS, delay=12.3, n_sections=3, max_iter=60)
+    assert result.phase_error_rad < 1e-3
+    assert np.max(wrapped_error(result.cascade.phase(F), target)) < 5e-3
+    assert result.cascade.group_delay([F[0]])[0] == pytest.approx(12.3, abs=0.01)
+    assert result.settings["delay"] == 12.3
+
+
+def test_delay_option_exact_thiran_target():
+    """A target that is exactly integer shift + Thiran section is matched to rounding."""
+    truth = AllpassCascade([Delay(7.4), Allpass2(0.7, 2000.0)], fs=FS)
+    result = fit_phase(F, truth.phase(F), fs=FS, delay=7.4, n_sections=2, max_iter=60)
+    assert result.phase_error_rad < 1e-6
+    np.testing.assert_allclose(result.cascade.group_delay(F), truth.group_delay(F), rtol=1e-5)
+
+
+def test_delay_option_keeps_the_cascade_causal(rng):
+    """A causal delay start gives a causal model that can be streamed (fit_phase docstring, `delay`)."""
+    result = fit_phase(F, -W * 3.3, fs=FS, delay=3.3, n_sections=3, max_iter=60)
+    # Without an advance, order <= 7 carries at most ~3.3 samples here: a few mrad remain.
+    assert result.phase_error_rad < 5e-3
+    cascade = result.cascade
+    assert cascade.group_delay([F[0]])[0] == pytest.approx(3.3, abs=0.05)
+    assert cascade.integer_delay >= 0
+    x = rng.standard_normal(300)
+    y, _ = cascade.apply(x, zi=cascade.initial_state(x.shape))
+    np.testing.assert_allclose(y, cascade.apply(x), rtol=0, atol=1e-13)
+
+
+
+
+@pytest.mark.parametrize("n_sections", [1, 2])
+def test_pure_integer_delay_target_emits_no_warning(n_sections):
+    fit_phase(F, -W * 2, fs=FS, n_sections=n_sections)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("samples", [2, 5])
+def test_pure_integer_delay_target_collapses_to_delay(samples):
+    result = fit_phase(F, -W * samples, fs=FS, n_sections=2)
+    assert result.phase_error_rad < 1e-9
+    assert list(result.cascade) == [Delay(samples)]
+
+
+def test_mlp_adam_lowers_the_loss():
+    truth = AllpassCascade([Allpass2(0.9, 300.0, 0.2), Allpass2(0.7, 3000.0, -0.3), Allpass2(0.5, 9000.0, 0.1)], fs=FS)
+    mlp = SinusoidalMLP(hidden=(8, 4), input_size=6)
+    result = fit_phase(
+        F, truth.phase(F), fs=FS, n_sections=1, parameterization=mlp, optimizer="adam",
+        max_iter=20, n_random=0, n_keep=1, prune=False,
+    )
+    history = result.loss_history
+    assert history.size >= 20 and np.all(np.isfinite(history))
+    assert history[-1] < history[0]
+    assert result.settings["parameterization"] == "mlp" and result.settings["optimizer"] == "adam"
+
+
+def test_callback_reports_progress():
+    calls = []
+    truth = AllpassCascade([Allpass2(0.8, 1000.0)], fs=FS)
+    fit_phase(F, truth.phase(F), fs=FS, n_sections=1, callback=lambda *args: calls.append(args))
+    stages = [c[0] for c in calls]
+    assert stages[0] == "polish" and stages[-2:] == ["refine", "done"]
+    assert calls[-1][1] == calls[-1][2]
+
+
+GOOD_TARGET = AllpassCascade([Allpass2(0.8, 1000.0)], fs=FS).phase(F)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expectation"),
+    [
+        ({}, nullcontext()),
+        ({"fs": 0}, pytest.raises(ParameterError, match="fs must be a positive finite sample rate")),
+        ({"fs": "48k"}, pytest.raises(ParameterError, match="fs must be a sample rate in Hz")),
+        ({"freqs": F[:1], "target": GOOD_TARGET[:1]}, pytest.raises(ParameterError, match="freqs must be a 1-D array of at least 2")),
+        ({"freqs": np.r_[F[:-1], 24001.0]}, pytest.raises(ParameterError, match=r"in \[0, fs/2 = 24000\] Hz")),
+        ({"freqs": np.r_[-1.0, F[1:]]}, pytest.raises(ParameterError, match="freqs must be")),
+        ({"freqs": np.r_[np.nan, F[1:]]}, pytest.raises(ParameterError, match="freqs must be")),
+        ({"freqs": F[None, :], "target": GOOD_TARGET[None, :]}, pytest.raises(ParameterError, match="freqs must be a 1-D")),
+        ({"target": GOOD_TARGET[:-1]}, pytest.raises(ParameterError, match=r"target must have the shape of freqs \(512,\), got \(511,\)")),
+        ({"target": np.r_[np.inf, GOOD_TARGET[1:]]}, pytest.raises(ParameterError, match="target contains NaN or Inf")),
+        ({"weights": np.ones(3)}, pytest.raises(ParameterError, match="weights must be finite, non-negative")),
+        ({"weights": np.zeros(F.size)}, pytest.raises(ParameterError, match="not all zero")),
+        ({"weights": -np.ones(F.size)}, pytest.raises(ParameterError, match="weights must be")),
+        ({"weights": np.r_[np.nan, np.ones(F.size - 1)]}, pytest.raises(ParameterError, match="weights must be")),
+        ({"structure": "lattice"}, pytest.raises(ParameterError, match="structure must be one of .*'lattice'")),
+        ({"n_sections": 0}, pytest.raises(ParameterError, match="n_sections must be >= 1, got 0")),
+        ({"n_sections": 65}, pytest.raises(ParameterError, match="n_sections must be <= 64")),
+        ({"n_sections": 2.5}, pytest.raises(ParameterError, match="n_sections must be an integer")),
+        ({"stretch": 0}, pytest.raises(ParameterError, match="stretch must be >= 1")),
+        ({"polarity": 0}, pytest.raises(ParameterError, match="polarity must be 'auto', 1 or -1, got 0")),
+        ({"optimizer": "sgd"}, pytest.raises(ParameterError, match="optimizer must be 'lbfgs', 'adam' or 'adam\\+lbfgs', got 'sgd'")),
+        ({"n_random": -1}, pytest.raises(ParameterError, match="n_random must be >= 0")),
+        ({"n_keep": -1}, pytest.raises(ParameterError, match="n_keep must be >= 0")),
+        ({"delay_search": -1}, pytest.raises(ParameterError, match="delay_search must be >= 0")),
+        ({"max_iter": 0}, pytest.raises(ParameterError, match="max_iter must be >= 1")),
+        ({"delay": np.nan}, pytest.raises(ParameterError, match="delay must be a finite number of samples or None")),
+        ({"parameterization": "biasnet"}, pytest.raises(ParameterError, match="parameterization must be")),
+        ({"ranges": {"r_max": 0.9}}, pytest.raises(TypeError, match="ranges must be a ParamRanges, got dict")),
+        ({"ranges": ParamRanges(fc_max_hz=30000.0)}, pytest.raises(ParameterError, match="must lie below fs/2")),
+    ],
+)
+def test_parameter_validation(kwargs, expectation):
+    call = {"freqs": F, "target": GOOD_TARGET, "fs": FS, "n_sections": 1, "max_iter": 5, "n_random": 0}
+    call.update(kwargs)
+    with expectation:
+        result = fit_phase(call.pop("freqs"), call.pop("target"), **call)
+        assert result.phase_error_rad < 1e-6
