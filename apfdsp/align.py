@@ -16,7 +16,7 @@ from .cascade import AllpassCascade, Delay, Polarity
 from .estimate import estimate
 from .exceptions import ParameterError
 from .fit import fit_phase
-from .metrics import mix_report
+from .metrics import MixMeter
 
 __all__ = ["align", "fit_alignment", "AlignResult", "ALIGN_DEFAULTS"]
 
@@ -123,7 +123,10 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
     baseline = AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []), fs=fs)
     freqs, H, weights = _reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     residual = est.delay_samples - est.integer_delay
-    options = dict(n_sections=n_sections, structure=structure, seed=seed, delay=residual, callback=callback)
+    # The allpass may take over part of the bulk delay, but the model stays causal when the wet lags.
+    min_delay = -max(est.integer_delay, 0)
+    options = dict(n_sections=n_sections, structure=structure, seed=seed, delay=residual,
+                   min_delay=min_delay, callback=callback)
     options.update(fit_options or {})
     result = fit_phase(freqs, H, fs=fs, weights=weights, **options)
     # Put the integer delay removed before the analysis back into the fitted delay.
@@ -169,24 +172,24 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
     else:
         fits = [_fit_one(dry, wet, **kwargs)]
 
-    aligned_parts, cascades, methods, reports = [], [], [], []
+    meter = MixMeter(wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
+    aligned_parts, baseline_parts, cascades, methods = [], [], [], []
     channel_pairs = list(zip(dry, wets)) if len(fits) > 1 else [(dry, wet)]
     for (allpass, baseline, est, _), (d, w) in zip(fits, channel_pairs):
-        by_baseline = baseline.apply(d)
-        by_allpass = allpass.apply(d)
-        base_report = mix_report(by_baseline, w, fs=fs)
-        fit_report = mix_report(by_allpass, w, fs=fs)
+        by_baseline, by_allpass = baseline.apply(d), allpass.apply(d)
+        channel_meter = meter if len(fits) == 1 else MixMeter(w, n=d.shape[-1], fs=fs)
+        base_null = channel_meter.null_db(by_baseline)
         # Keep the allpass only if it gives a deeper null than delay + polarity (never do worse).
-        if fit_report["null_db"] < base_report["null_db"]:
+        if channel_meter.null_db(by_allpass) < base_null:
             aligned_parts.append(by_allpass), cascades.append(allpass), methods.append("allpass")
         else:
             aligned_parts.append(by_baseline), cascades.append(baseline), methods.append("delay+polarity")
-        reports.append(base_report)
+        baseline_parts.append(by_baseline)
     aligned = np.stack(aligned_parts) if len(fits) > 1 else aligned_parts[0]
-    before = mix_report(dry, wet, fs=fs)
-    after = mix_report(aligned, wet, fs=fs)
-    delay_polarity = reports[0] if len(fits) == 1 else mix_report(
-        np.stack([b.apply(d) for (_, b, _, _), (d, _) in zip(fits, channel_pairs)]), wet, fs=fs)
+    by_baseline = np.stack(baseline_parts) if len(fits) > 1 else baseline_parts[0]
+    before = meter.report(dry)
+    after = meter.report(aligned)
+    delay_polarity = after if all(m == "delay+polarity" for m in methods) else meter.report(by_baseline)
     first_est = fits[0][2]
     single = len(fits) == 1
     return AlignResult(

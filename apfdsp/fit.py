@@ -297,6 +297,7 @@ def fit_phase(
     parameterization="direct",
     optimizer="lbfgs",
     delay_search=2,
+    min_delay=None,
     n_random=2,
     n_keep=3,
     max_iter=300,
@@ -334,8 +335,7 @@ def fit_phase(
     delay : float, optional
         Starting value in samples of a delay to fit together with the sections (its fractional part
         is fitted as a Thiran section). The starts also try shorter integer delays, whose difference
-        the allpass sections then carry, but never below ``min(round(delay) - 1, 0)``: a causal
-        delay gives a causal model that can be streamed. None: no delay term.
+        the allpass sections then carry, but never below `min_delay`. None: no delay term.
     parameterization : {"direct", "mlp", "shared-mlp"} or object
         How the optimiser sees the parameters (see `apfdsp.model`).
     optimizer : {"lbfgs", "adam", "adam+lbfgs"}
@@ -344,6 +344,9 @@ def fit_phase(
         With `delay`: the equation-error starts also try integer delays up to this many samples
         shorter than `delay` (a dispersive effect biases delay estimates upwards), and for each
         order N one about N samples shorter.
+    min_delay : float, optional
+        Smallest integer shift (samples) the starts may use; default ``min(round(delay) - 1, 0)``,
+        so that a causal delay gives a causal model that can be streamed.
     n_random : int
         Number of random starts (in addition to the equation-error and group-delay starts).
     n_keep : int
@@ -451,8 +454,8 @@ def fit_phase(
     else:
         # An allpass of order N has a mean group delay of N samples, so each order is also tried
         # with the bulk delay reduced by about N (the allpass then carries that delay itself).
-        # Shifts stay >= min(delay_shift, 0): a causal delay estimate gives a causal (streamable) model.
-        lowest = min(delay_shift, 0)
+        # Shifts stay >= the lowest allowed: a causal delay estimate gives a causal (streamable) model.
+        lowest = min(delay_shift, 0) if min_delay is None else min(delay_shift, int(np.ceil(min_delay)))
         near = [(delay_shift, frac)] + [(delay_shift - k, 1.0) for k in range(1, delay_search + 1)]
         delay_candidates = {
             order: [(shift, f) for shift, f in near if shift >= lowest]
@@ -538,7 +541,7 @@ def fit_phase(
     model_phase = cascade.phase(freqs)
     settings = {
         "structure": structure, "n_sections": n_sections, "stretch": stretch, "polarity": polarity,
-        "delay": delay, "delay_search": delay_search, "parameterization": param.name, "optimizer": optimizer, "n_random": n_random,
+        "delay": delay, "delay_search": delay_search, "min_delay": min_delay, "parameterization": param.name, "optimizer": optimizer, "n_random": n_random,
         "n_keep": n_keep, "max_iter": max_iter, "lr": lr, "ranges": ranges.to_dict(), "prune": prune, "seed": seed,
     }
     if callback is not None:

@@ -9,7 +9,7 @@ numpy and scipy only (DESIGN.md section 5).
 import numpy as np
 from scipy import signal
 
-from ._validate import valid_fs
+from ._validate import valid_audio, valid_fs
 from .estimate import _truncate_common, _valid_pair, gcc_phat
 from .exceptions import AudioError, ParameterError
 
@@ -23,6 +23,7 @@ __all__ = [
     "residual_delay",
     "weighted_phase_error",
     "mix_report",
+    "MixMeter",
 ]
 
 #: Floor of the dB metrics: ``mix_loss_db`` of a polarity-flipped copy and ``null_depth_db`` of identical
@@ -63,18 +64,26 @@ def stft_settings(fs):
     return nfft, nfft // 4
 
 
-def _cross_sums(x, y, fs):
-    """Validated (A, B) = (sum |X||Y|, sum Re(X conj Y)) over all STFT bins and channels."""
-    fs = valid_fs(fs)
-    x, y = _valid_pair(x, y)
-    x, y = _truncate_common(x, y)
+def _metric_stft(x, fs):
+    """STFT used by every metric (Hann, `stft_settings`), padded to at least half a window."""
     nfft, hop = stft_settings(fs)
     short = (nfft + 1) // 2 - x.shape[-1]
     if short > 0:  # ShortTimeFFT needs half a window of samples; trailing zeros add no energy
         x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, short)])
-        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, short)])
-    stft = signal.ShortTimeFFT(signal.windows.hann(nfft, sym=False), hop, fs)
-    XY = stft.stft(x, axis=-1) * np.conj(stft.stft(y, axis=-1))  # broadcasts over channels
+    return signal.ShortTimeFFT(signal.windows.hann(nfft, sym=False), hop, fs).stft(x, axis=-1)
+
+
+def _cross_sums(x, y, fs, *, y_stft=None):
+    """Validated (A, B) = (sum |X||Y|, sum Re(X conj Y)) over all STFT bins and channels.
+
+    `y_stft` is the STFT of `y` when already known (`MixMeter`).
+    """
+    fs = valid_fs(fs)
+    x, y = _valid_pair(x, y)
+    x, y = _truncate_common(x, y)
+    if y_stft is None:
+        y_stft = _metric_stft(y, fs)
+    XY = _metric_stft(x, fs) * np.conj(y_stft)  # broadcasts over channels
     A = float(np.abs(XY).sum())
     B = float(XY.real.sum())
     if not A > 0:
@@ -383,10 +392,52 @@ def mix_report(x, y, *, fs, max_delay_s=0.01):
     (0.0, 1.0, True)
     """
     A, B = _cross_sums(x, y, fs)
-    r = _ratio(A, B)
+    return _report(A, B, x, y, fs, max_delay_s)
+
+
+class MixMeter:
+    """`mix_report` of several candidate dry signals against one wet signal, its STFT computed once.
+
+    Parameters
+    ----------
+    y : array_like, shape (..., m)
+        The wet (reference) signal.
+    n : int
+        Length of the candidates that will be measured (their common length with `y` is used).
+    fs : float
+        Sample rate in Hz.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp.metrics import MixMeter, mix_report
+    >>> x = np.random.default_rng(0).standard_normal(8000)
+    >>> meter = MixMeter(np.roll(x, 2), n=x.size, fs=48000)
+    >>> meter.report(x) == mix_report(x, np.roll(x, 2), fs=48000)
+    True
+    """
+
+    def __init__(self, y, *, n, fs):
+        self.fs = valid_fs(fs)
+        self.y = valid_audio(y, name="y")
+        length = min(int(n), self.y.shape[-1])
+        self._y_stft = _metric_stft(self.y[..., :length], self.fs)
+
+    def null_db(self, x):
+        """`null_depth_db` of `x` against the wet signal (no correlation or delay measurement)."""
+        A, B = _cross_sums(x, self.y, self.fs, y_stft=self._y_stft)
+        return _db(float(np.clip((A - B) / (2.0 * A), 0.0, 1.0)))
+
+    def report(self, x, *, max_delay_s=0.01):
+        """`mix_report` of `x` against the wet signal."""
+        A, B = _cross_sums(x, self.y, self.fs, y_stft=self._y_stft)
+        return _report(A, B, x, self.y, self.fs, max_delay_s)
+
+
+def _report(A, B, x, y, fs, max_delay_s):
     return {
-        "mix_ratio": r,
-        "mix_loss_db": _db(r),
+        "mix_ratio": _ratio(A, B),
+        "mix_loss_db": _db(_ratio(A, B)),
         "null_db": _db(float(np.clip((A - B) / (2.0 * A), 0.0, 1.0))),
         "ncc": normalized_xcorr(x, y),
         "residual_delay_samples": residual_delay(x, y, fs=fs, max_delay_s=max_delay_s),
