@@ -319,6 +319,16 @@ class AllpassCascade:
             total = total + np.sum(allpass_group_delay(w, den, warp, stretch), axis=0)
         return total
 
+    def resampled(self, fs, **options):
+        """This model for another sample rate: its phase curve refitted at `fs`.
+
+        See `apfdsp.resample.resample_cascade` (which takes the `options`) for the band over which
+        the phase is kept. Returns the new cascade.
+        """
+        from .resample import resample_cascade  # the refit needs apfdsp.fit, which imports this module
+
+        return resample_cascade(self, fs, **options)[0]
+
     # -- filtering -----------------------------------------------------------------------------
     def initial_state(self, shape, *, axis=-1):
         """Zero `FilterState` for blocks of shape `shape` filtered along `axis`."""
