@@ -119,14 +119,15 @@ def _reduce_grid(freqs, H, x_psd, weights, max_bins):
     return f_mean, s_yx / np.maximum(s_xx, np.finfo(float).tiny), w_sum
 
 
-def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins, nperseg, fit_options, callback):
+def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins, nperseg, fit_options, callback,
+             causal):
     """Estimate and fit one (possibly multichannel, pooled) pair; return (allpass, baseline, est, fit)."""
     est = estimate(dry, wet, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
     baseline = AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []), fs=fs)
     freqs, H, weights = _reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     residual = est.delay_samples - est.integer_delay
-    # The allpass may take over part of the bulk delay, but the model stays causal when the wet lags.
-    min_delay = -max(est.integer_delay, 0)
+    # The allpass may take over part of the bulk delay; a causal model never advances the dry.
+    min_delay = -max(est.integer_delay, 0) if causal else -np.inf
     options = dict(n_sections=n_sections, structure=structure, seed=seed, delay=residual,
                    min_delay=min_delay, callback=callback)
     options.update(fit_options or {})
@@ -153,8 +154,8 @@ def _check_pair(dry, wet, fs):
 
 
 def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s=0.1,
-                  per_channel=False, max_bins=2048, nperseg=None, fit_options=None, callback=None,
-                  apply=False):
+                  per_channel=False, causal=True, max_bins=2048, nperseg=None, fit_options=None,
+                  callback=None, apply=False):
     """Fit the alignment model of a dry/wet pair, without (``apply=False``) producing aligned audio.
 
     Parameters and return value are those of `align`; ``result.aligned`` is None unless `apply`.
@@ -167,7 +168,8 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
     if not (np.isfinite(max_delay_s) and max_delay_s > 0):
         raise ParameterError(f"max_delay_s must be a positive number of seconds, got {max_delay_s!r}")
     kwargs = dict(fs=fs, n_sections=n_sections, structure=structure, seed=seed, max_delay_s=max_delay_s,
-                  max_bins=max_bins, nperseg=nperseg, fit_options=fit_options, callback=callback)
+                  max_bins=max_bins, nperseg=nperseg, fit_options=fit_options, callback=callback,
+                  causal=causal)
     if per_channel and dry.ndim == 2 and dry.shape[0] > 1:
         wets = wet if wet.ndim == 2 and wet.shape[0] == dry.shape[0] else np.broadcast_to(wet, dry.shape)
         fits = [_fit_one(d, w, **kwargs) for d, w in zip(dry, wets)]
@@ -206,13 +208,14 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
         elapsed_s=time.perf_counter() - start,
         fit=fits[0][3] if single else [f[3] for f in fits],
         settings={"n_sections": n_sections, "structure": structure, "seed": seed,
-                  "max_delay_s": max_delay_s, "per_channel": bool(per_channel), "max_bins": max_bins,
+                  "max_delay_s": max_delay_s, "per_channel": bool(per_channel), "causal": bool(causal),
+                  "max_bins": max_bins,
                   "nperseg": first_est.nperseg, "fit_options": dict(fit_options or {})},
     )
 
 
 def align(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s=0.1, per_channel=False,
-          max_bins=2048, nperseg=None, fit_options=None, callback=None):
+          causal=True, max_bins=2048, nperseg=None, fit_options=None, callback=None):
     r"""Align `dry` with `wet`: delay, polarity and an allpass fitted to the phase between them.
 
     Parameters
@@ -234,6 +237,11 @@ def align(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s
         Largest latency searched, in seconds, either sign.
     per_channel : bool
         Fit one model per channel instead of one shared, phase-coherent model.
+    causal : bool
+        Keep the model causal when the wet lags the dry: the dry is only ever delayed, so the model
+        can also run in real time. False lets the fit advance the dry and have the allpass carry that
+        delay instead, which fits minimum-phase effects (filters, EQ) better; such a model can still
+        be applied to files (offline).
     max_bins : int
         The Welch spectrum is merged into at most this many log-spaced bands for the fit.
     nperseg : int, optional
@@ -276,5 +284,5 @@ def align(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s
     ('allpass', True)
     """
     return fit_alignment(dry, wet, fs=fs, n_sections=n_sections, structure=structure, seed=seed,
-                         max_delay_s=max_delay_s, per_channel=per_channel, max_bins=max_bins,
+                         max_delay_s=max_delay_s, per_channel=per_channel, causal=causal, max_bins=max_bins,
                          nperseg=nperseg, fit_options=fit_options, callback=callback, apply=True)

@@ -35,7 +35,7 @@ __all__ = ["fit_phase", "FitResult", "STRUCTURES"]
 STRUCTURES = ("traditional", "warped", "stretched")
 _EXACT = 1e-10  # loss of a practically exact fit (phase error ~1e-5 rad, null below -100 dB)
 _N_FINALISTS = 2
-_START_WARPS = (0.5, 0.8, 0.9)  # extra warps of the equation-error starts (structure="warped")
+_START_WARPS = (-0.8, 0.5)  # extra warps of the equation-error starts (structure="warped")
 
 
 def wrapped_phase_error(phase, target_phase, weights=None):
@@ -455,7 +455,10 @@ def fit_phase(
         # An allpass of order N has a mean group delay of N samples, so each order is also tried
         # with the bulk delay reduced by about N (the allpass then carries that delay itself).
         # Shifts stay >= the lowest allowed: a causal delay estimate gives a causal (streamable) model.
-        lowest = min(delay_shift, 0) if min_delay is None else min(delay_shift, int(np.ceil(min_delay)))
+        if min_delay is None:
+            lowest = min(delay_shift, 0)
+        else:
+            lowest = min(delay_shift, int(np.ceil(max(min_delay, -1e9))))
         near = [(delay_shift, frac)] + [(delay_shift - k, 1.0) for k in range(1, delay_search + 1)]
         delay_candidates = {
             order: [(shift, f) for shift, f in near if shift >= lowest]
@@ -464,7 +467,7 @@ def fit_phase(
             for order in range(1, max_order + 1)
         }
     # Equation-error starts on a warped frequency axis too (warped structure): a warp lambda moves
-    # the resolution of a low-order design to low (lambda > 0) or high (lambda < 0) frequencies, and
+    # the resolution of a low-order design to low (lambda < 0) or high (lambda > 0) frequencies, and
     # its poles are directly those of warped sections with warp = lambda.
     warps = (0.0,) + (_START_WARPS if structure == "warped" else ())
 

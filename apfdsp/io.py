@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from ._validate import valid_fs, valid_int
-from .cascade import AllpassCascade
+from .cascade import AllpassCascade, Delay
 from .exceptions import AudioError, ModelFileError, OutputError, ParameterError
 from .version import __version__
 
@@ -358,7 +358,8 @@ def apply_file(cascade, in_path, out_path, *, block_size=65536, subtype=None, pr
     Parameters
     ----------
     cascade : AllpassCascade
-        The filter. Its sample rate must equal the file's and its integer delay must be >= 0.
+        The filter. Its sample rate must equal the file's. A negative integer delay (an advance) is
+        applied by dropping that many samples at the start and padding zeros at the end.
     in_path : str or os.PathLike
         Input audio file.
     out_path : str or os.PathLike
@@ -381,7 +382,7 @@ def apply_file(cascade, in_path, out_path, *, block_size=65536, subtype=None, pr
         If the input is missing, unreadable, empty or holds NaN or Inf samples, or if its sample rate
         differs from ``cascade.fs``.
     ParameterError
-        If the cascade advances the signal (``cascade.integer_delay < 0``) or `block_size` < 1.
+        If `block_size` < 1.
     OutputError
         If `out_path` is `in_path`, cannot be written, or `subtype` does not suit its format. No partial
         file is left behind.
@@ -422,11 +423,11 @@ def apply_file(cascade, in_path, out_path, *, block_size=65536, subtype=None, pr
     block_size = valid_int(block_size, "block_size", minimum=1)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable as progress(done_frames, total_frames), got {progress!r}")
-    if cascade.integer_delay < 0:
-        raise ParameterError(
-            f"this cascade advances the signal by {-cascade.integer_delay} samples, which streaming "
-            "cannot do; read the file and filter it offline with cascade.apply(x)"
-        )
+    # An advance cannot be computed causally; in a file it can: filter with the advance removed, drop
+    # that many samples at the start and pad as many zeros at the end (as offline cascade.apply does).
+    advance = max(-cascade.integer_delay, 0)
+    if advance:
+        cascade = AllpassCascade(list(cascade) + [Delay(float(advance))], fs=cascade.fs)
     out_path = _path_str(out_path, "out_path")
     in_path, fin = _open_input(in_path)
     with fin:
@@ -439,7 +440,7 @@ def apply_file(cascade, in_path, out_path, *, block_size=65536, subtype=None, pr
         format, subtype = _output_format(out_path, None, subtype, default_subtype=subtype or fin.subtype)
         clips, peak = _clips(subtype), 0.0
         state = cascade.initial_state((channels, 1))
-        done = 0
+        done = written = 0
         with _atomic_output(out_path, inputs=(in_path,)) as tmp:
             with sf.SoundFile(tmp, "w", fs, channels, subtype, format=format) as fout:
                 while True:
@@ -455,13 +456,18 @@ def apply_file(cascade, in_path, out_path, *, block_size=65536, subtype=None, pr
                             f"(in frames {done}-{done + block.shape[0] - 1}); clean the audio first"
                         )
                     y, state = cascade.apply(block.T, zi=state)
+                    skip = min(advance - (done - written), y.shape[-1]) if done - written < advance else 0
+                    y = y[:, skip:]
                     if clips:
                         peak = max(peak, float(np.max(np.abs(y))))
                         y = np.clip(y, -1.0, 1.0)
                     fout.write(y.T)
+                    written += y.shape[-1]
                     done += block.shape[0]
                     if progress is not None:
                         progress(done, total)
+                if done > written:
+                    fout.write(np.zeros((done - written, channels)))
     if peak > 1:
         _warn_clipping(out_path, subtype, peak)
     return {"subtype": subtype, "format": format, "channels": channels, "samplerate": fs, "frames": done}

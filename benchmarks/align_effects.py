@@ -15,6 +15,7 @@ from apfdsp.align import align
 from apfdsp.demo import demo_dry
 
 FS = 48000
+CAUSAL = True
 
 
 def effects():
@@ -53,7 +54,7 @@ def run(duration_s=5.0, seed=0):
         for signal_name, dry in signals(duration_s, seed).items():
             wet = board(dry.astype(np.float32)[None, :], FS)[0].astype(np.float64)
             start = time.perf_counter()
-            result = align(dry, wet, fs=FS, seed=seed)
+            result = align(dry, wet, fs=FS, seed=seed, causal=CAUSAL)
             rows.append({
                 "effect": effect_name, "signal": signal_name, "linear": linear,
                 "before": result.before["null_db"], "delay_polarity": result.delay_polarity["null_db"],
@@ -76,5 +77,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allow-advance", action="store_true", help="align(..., causal=False)")
     args = parser.parse_args()
+    CAUSAL = not args.allow_advance
     print(table(run(args.duration, args.seed)))

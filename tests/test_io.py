@@ -281,13 +281,17 @@ def test_apply_file_sample_rate_mismatch(tmp_path, rng, cascade):
     assert listing(tmp_path) == ["in.wav"]
 
 
-def test_apply_file_refuses_advance(tmp_path, rng):
-    src = tmp_path / "in.wav"
-    write_audio(src, noise(rng, 1, 100), FS)
-    advance = AllpassCascade([Allpass1(0.3), Delay(-3)], fs=FS)
-    with pytest.raises(ParameterError, match=r"advances the signal by 3 samples.*cascade\.apply"):
-        apply_file(advance, src, tmp_path / "out.wav")
-    assert listing(tmp_path) == ["in.wav"]
+@pytest.mark.parametrize("delay", [-3.0, -7.3, -250.0])
+@pytest.mark.parametrize("block_size", [64, 1000])
+def test_apply_file_advance_equals_offline_apply(tmp_path, rng, delay, block_size):
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    x = noise(rng, 2, 1000)
+    write_audio(src, x, FS, subtype="DOUBLE")
+    advance = AllpassCascade([Allpass1(0.3), Delay(delay)], fs=FS)
+    apply_file(advance, src, dst, block_size=block_size)
+    y, _, _ = read_audio(dst)
+    np.testing.assert_allclose(y, advance.apply(x), rtol=0, atol=1e-12)
+    assert np.all(y[:, -int(np.ceil(-delay)) + 1 :] == 0)
 
 
 def test_apply_file_refuses_to_overwrite_input(tmp_path, rng, cascade):
