@@ -274,6 +274,9 @@ def _add_fit_options(p, *, resample=True):
     g.add_argument("--per-channel", action="store_true", default=API_DEFAULTS["per_channel"],
                    help="fit each channel separately instead of one model for all channels "
                         "(only for multichannel DRY; such models cannot be saved)")
+    g.add_argument("--allow-advance", dest="causal", action="store_false", default=API_DEFAULTS["causal"],
+                   help="let the model advance the dry and the allpass carry that delay instead: often a "
+                        "deeper null on filters and EQs, for files only (such a model cannot run in real time)")
     if resample:
         g.add_argument("--resample", action="store_true",
                        help="if WET's sample rate differs from DRY's, resample WET to DRY's rate")
@@ -529,7 +532,7 @@ def _match_rates(wet, fs_dry, fs_wet, *, resample, dry_path, wet_path):
 
 def _fit_kwargs(args):
     return dict(n_sections=args.n_sections, structure=args.structure, seed=args.seed,
-                max_delay_s=args.max_delay_ms / 1e3, per_channel=args.per_channel)
+                max_delay_s=args.max_delay_ms / 1e3, per_channel=args.per_channel, causal=args.causal)
 
 
 def _refuse_per_channel_model(args, dry, option):
@@ -695,8 +698,8 @@ def _emit(args, record, title, notes=()):
 
 def _advanced_note(result):
     if result.advanced:
-        return ("note: the wet leads the dry, so the dry was advanced; this works offline, but the "
-                "model cannot stream through 'apfdsp apply'")
+        return ("note: the model advances the dry (the wet leads it, or --allow-advance): fine for files, "
+                "but it cannot run in real time")
     return None
 
 
@@ -868,7 +871,7 @@ def _cmd_demo(args):
     fit_args = argparse.Namespace(dry=paths["dry"], wet=paths["wet"], resample=False, quiet=args.quiet, json=args.json,
                                   n_sections=API_DEFAULTS["n_sections"], structure=API_DEFAULTS["structure"],
                                   seed=API_DEFAULTS["seed"], max_delay_ms=1e3 * API_DEFAULTS["max_delay_s"],
-                                  per_channel=API_DEFAULTS["per_channel"])
+                                  per_channel=API_DEFAULTS["per_channel"], causal=API_DEFAULTS["causal"])
     record, notes, result, dry, wet, fs = _run_align(
         fit_args, command="demo", audio_out=paths["dry_aligned"], model_out=paths["model"], report=report,
         label="apfdsp demo")

@@ -20,6 +20,7 @@ SHARED = {
     "seed": ("seed", lambda v: v),
     "max_delay_ms": ("max_delay_s", lambda v: v / 1e3),
     "per_channel": ("per_channel", lambda v: v),
+    "causal": ("causal", lambda v: v),
 }
 
 MINIMAL = {
