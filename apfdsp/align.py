@@ -130,14 +130,22 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
     min_delay = -max(est.integer_delay, 0) if causal else -np.inf
     options = dict(n_sections=n_sections, structure=structure, seed=seed, delay=residual,
                    min_delay=min_delay, callback=callback)
+    if causal and est.delay_samples < 1.5:
+        # Less than the smallest causal delay unit (0.5 samples after a zero shift): the allpass
+        # sections alone carry the delay (first-order sections add any delay >= 0 at low frequencies).
+        H = H * np.exp(-2j * np.pi * freqs / fs * est.integer_delay)
+        options.update(delay=None, min_delay=None)
+        est_shift = 0
+    else:
+        est_shift = est.integer_delay
     options.update(fit_options or {})
     result = fit_phase(freqs, H, fs=fs, weights=weights, **options)
     # Put the integer delay removed before the analysis back into the fitted delay.
     cells = []
     for cell in result.cascade:
-        cells.append(Delay(cell.samples + est.integer_delay) if isinstance(cell, Delay) else cell)
-    if not any(isinstance(c, Delay) for c in cells) and est.integer_delay:
-        cells.append(Delay(float(est.integer_delay)))
+        cells.append(Delay(cell.samples + est_shift) if isinstance(cell, Delay) else cell)
+    if not any(isinstance(c, Delay) for c in cells) and est_shift:
+        cells.append(Delay(float(est_shift)))
     return AllpassCascade(cells, fs=fs), baseline, est, result
 
 

@@ -345,8 +345,9 @@ def fit_phase(
         shorter than `delay` (a dispersive effect biases delay estimates upwards), and for each
         order N one about N samples shorter.
     min_delay : float, optional
-        Smallest integer shift (samples) the starts may use; default ``min(round(delay) - 1, 0)``,
-        so that a causal delay gives a causal model that can be streamed.
+        Smallest integer shift (samples) the fit may use (the fractional delay unit adds 0.5 to 1.5
+        samples to it); default ``min(round(delay) - 1, 0)``, so that a causal delay gives a causal
+        model that can be streamed.
     n_random : int
         Number of random starts (in addition to the equation-error and group-delay starts).
     n_keep : int
@@ -445,6 +446,9 @@ def fit_phase(
     polarities = (1, -1) if polarity == "auto" else (polarity,)
     delay_shift = None if delay is None else int(np.round(delay)) - 1
     frac = None if delay is None else float(delay) - delay_shift
+    if delay is not None and min_delay is not None and delay_shift < np.ceil(max(min_delay, -1e9)):
+        # The estimate itself would break the bound: start from the smallest allowed delay.
+        delay_shift, frac = int(np.ceil(min_delay)), 1.0
     base = _Layout(0, 0, structure, stretch, 1, delay_shift, ranges, fs)
     # Delay candidates (integer shift, fractional start) for the equation-error starts: a dispersive
     # target biases a delay estimate upwards, and an allpass can add delay but never remove it.
@@ -458,7 +462,7 @@ def fit_phase(
         if min_delay is None:
             lowest = min(delay_shift, 0)
         else:
-            lowest = min(delay_shift, int(np.ceil(max(min_delay, -1e9))))
+            lowest = int(np.ceil(max(min_delay, -1e9)))
         near = [(delay_shift, frac)] + [(delay_shift - k, 1.0) for k in range(1, delay_search + 1)]
         delay_candidates = {
             order: [(shift, f) for shift, f in near if shift >= lowest]
