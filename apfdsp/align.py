@@ -130,7 +130,7 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
     min_delay = -max(est.integer_delay, 0) if causal else -np.inf
     options = dict(n_sections=n_sections, structure=structure, seed=seed, delay=residual,
                    min_delay=min_delay, callback=callback)
-    if causal and est.delay_samples < 1.5:
+    if causal and 0.0 <= est.delay_samples < 1.5:
         # Less than the smallest causal delay unit (0.5 samples after a zero shift): the allpass
         # sections alone carry the delay (first-order sections add any delay >= 0 at low frequencies).
         H = H * np.exp(-2j * np.pi * freqs / fs * est.integer_delay)

@@ -199,19 +199,20 @@ def _equation_error(basis, response, order, weights, *, n_iter):
     e_k = basis[:, 1 : order + 1]
     matrix = response[:, None] * e_k - basis[:, order - 1 :: -1][:, :order]
     rhs = basis[:, order] - response
-    row_weight = np.sqrt(weights)
+    row_weight2 = weights
     a = np.zeros(order)
     for _ in range(n_iter):
-        scaled = row_weight[:, None] * matrix
-        stacked = np.concatenate([scaled.real, scaled.imag])
-        rhs_stacked = np.concatenate([(row_weight * rhs).real, (row_weight * rhs).imag])
-        # Normal equations are fast; when they are ill-conditioned (clustered poles), use lstsq (SVD).
-        normal = stacked.T @ stacked
+        # Real unknowns: the normal equations are Re(M^H W M) a = Re(M^H W r) (fast, N x N).
+        weighted = matrix.conj().T * row_weight2
+        normal, rhs_normal = np.real(weighted @ matrix), np.real(weighted @ rhs)
         if np.linalg.cond(normal) < 1e9:
-            a = np.linalg.solve(normal, stacked.T @ rhs_stacked)
-        else:
-            a, *_ = np.linalg.lstsq(stacked, rhs_stacked, rcond=None)
-        row_weight = np.sqrt(weights) / np.maximum(np.abs(1.0 + e_k @ a), 1e-6)
+            a = np.linalg.solve(normal, rhs_normal)
+        else:  # ill-conditioned (clustered poles): least squares by SVD on the stacked system
+            scaled = np.sqrt(row_weight2)[:, None] * matrix
+            stacked = np.concatenate([scaled.real, scaled.imag])
+            rhs_scaled = np.sqrt(row_weight2) * rhs
+            a, *_ = np.linalg.lstsq(stacked, np.concatenate([rhs_scaled.real, rhs_scaled.imag]), rcond=None)
+        row_weight2 = weights / np.maximum(np.abs(1.0 + e_k @ a), 1e-6) ** 2
     return a
 
 
@@ -225,6 +226,13 @@ def _sections_from_poles(poles, *, fs, r_max):
     sections2 = [(r, abs(a) * fs / (2 * np.pi), 0.0) for r, a, p in zip(radius, angle, poles) if p.imag > 1e-9]
     coefs1 = [-np.sign(p.real) * r for r, p in zip(radius, poles) if abs(p.imag) <= 1e-9]
     return sections2, coefs1
+
+
+def _low_group_delay(w, target_phase, weights):
+    """A low percentile (10 %) of the target's group delay over the well-weighted bins, in samples."""
+    tau = -np.gradient(np.unwrap(target_phase), w)
+    good = weights >= 0.1 * np.max(weights)
+    return float(np.percentile(tau[good], 10)) if np.count_nonzero(good) > 2 else 0.0
 
 
 def _group_delay_peaks(w, target_phase, weights, n_sections, *, fs, r_max):
@@ -453,6 +461,7 @@ def fit_phase(
     # Delay candidates (integer shift, fractional start) for the equation-error starts: a dispersive
     # target biases a delay estimate upwards, and an allpass can add delay but never remove it.
     max_order = 2 * n_sections + 1
+    tau_shift = None
     if delay is None:
         delay_candidates = {order: [(None, 0.0)] for order in range(1, max_order + 1)}
     else:
@@ -463,7 +472,15 @@ def fit_phase(
             lowest = min(delay_shift, 0)
         else:
             lowest = int(np.ceil(max(min_delay, -1e9)))
-        near = [(delay_shift, frac)] + [(delay_shift - k, 1.0) for k in range(1, delay_search + 1)]
+        # The pure delay is at most the smallest group delay of the target (an allpass only adds
+        # delay), so the shifts from there up to the estimate are tried as well.
+        tau_low = _low_group_delay(w, target_phase, weights)
+        tau_shift = max(int(np.floor(min(tau_low, delay))) - 1, lowest)
+        first = tau_shift - delay_search
+        span = list(range(max(first, lowest), delay_shift))
+        step = max(1, len(span) // 12)
+        shifts = set(span[::-1][::step] + span[-delay_search:] + [tau_shift]) - {delay_shift}
+        near = [(delay_shift, frac)] + [(shift, 1.0) for shift in sorted(shifts)]
         delay_candidates = {
             order: [(shift, f) for shift, f in near if shift >= lowest]
             + [(delay_shift + j - order, 1.0) for j in (1, 2)
@@ -482,6 +499,8 @@ def fit_phase(
             theta = warped_frequency(w, lam)
             basis = np.exp(-1j * np.outer(theta, np.arange(max_order + 1)))
             for order, candidates in delay_candidates.items():
+                if lam != 0.0:  # the warped families try the estimate and the group-delay floor only
+                    candidates = candidates[:1] + [c for c in candidates[1:] if c[0] == tau_shift]
                 for shift, frac_start in candidates:
                     residual = np.exp(1j * (target_phase + w * ((shift or 0) + frac_start * (shift is not None))))
                     for pol in polarities:
