@@ -162,7 +162,7 @@ def _check_pair(dry, wet, fs):
 
 
 def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s=0.1,
-                  per_channel=False, causal=True, max_bins=2048, nperseg=None, fit_options=None,
+                  per_channel=False, causal=False, max_bins=2048, nperseg=None, fit_options=None,
                   callback=None, apply=False):
     """Fit the alignment model of a dry/wet pair, without (``apply=False``) producing aligned audio.
 
@@ -223,7 +223,7 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
 
 
 def align(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s=0.1, per_channel=False,
-          causal=True, max_bins=2048, nperseg=None, fit_options=None, callback=None):
+          causal=False, max_bins=2048, nperseg=None, fit_options=None, callback=None):
     r"""Align `dry` with `wet`: delay, polarity and an allpass fitted to the phase between them.
 
     Parameters
@@ -246,10 +246,10 @@ def align(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s
     per_channel : bool
         Fit one model per channel instead of one shared, phase-coherent model.
     causal : bool
-        Keep the model causal when the wet lags the dry: the dry is only ever delayed, so the model
-        can also run in real time. False lets the fit advance the dry and have the allpass carry that
-        delay instead, which fits minimum-phase effects (filters, EQ) better; such a model can still
-        be applied to files (offline).
+        Keep the model causal (the dry is only ever delayed), so that it could also run in real time.
+        The default (False) lets the fit advance the dry a little and have the allpass carry that
+        delay instead, which fits minimum-phase effects (filters, EQ) markedly better; such a model
+        applies to files, block by block, like any other (`apfdsp.io.apply_file`).
     max_bins : int
         The Welch spectrum is merged into at most this many log-spaced bands for the fit.
     nperseg : int, optional

@@ -274,9 +274,9 @@ def _add_fit_options(p, *, resample=True):
     g.add_argument("--per-channel", action="store_true", default=API_DEFAULTS["per_channel"],
                    help="fit each channel separately instead of one model for all channels "
                         "(only for multichannel DRY; such models cannot be saved)")
-    g.add_argument("--allow-advance", dest="causal", action="store_false", default=API_DEFAULTS["causal"],
-                   help="let the model advance the dry and the allpass carry that delay instead: often a "
-                        "deeper null on filters and EQs, for files only (such a model cannot run in real time)")
+    g.add_argument("--causal", dest="causal", action="store_true", default=API_DEFAULTS["causal"],
+                   help="never advance the dry, so that the model could also run in real time; by default "
+                        "the fit may advance it a little, which gives deeper nulls on filters and EQs")
     if resample:
         g.add_argument("--resample", action="store_true",
                        help="if WET's sample rate differs from DRY's, resample WET to DRY's rate")
@@ -698,8 +698,8 @@ def _emit(args, record, title, notes=()):
 
 def _advanced_note(result):
     if result.advanced:
-        return ("note: the model advances the dry (the wet leads it, or --allow-advance): fine for files, "
-                "but it cannot run in real time")
+        return ("note: the model advances the dry (the wet leads it, or the fit chose to): fine for files, "
+                "but it cannot run in real time (use --causal for that)")
     return None
 
 

@@ -15,7 +15,7 @@ from apfdsp.align import align
 from apfdsp.demo import demo_dry
 
 FS = 48000
-CAUSAL = True
+CAUSAL = False
 
 
 def effects():
@@ -77,7 +77,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--allow-advance", action="store_true", help="align(..., causal=False)")
+    parser.add_argument("--causal", action="store_true", help="align(..., causal=True)")
     args = parser.parse_args()
-    CAUSAL = not args.allow_advance
+    CAUSAL = args.causal
     print(table(run(args.duration, args.seed)))
