@@ -1,0 +1,384 @@
+"""Acceptance tests of `apfdsp.align.align` (DESIGN.md sections 4-5).
+
+Three groups, each alignment computed once (module-level caches) and checked by several tests:
+
+* **Round trip**: the wet is the dry through a delay (integer or fractional, `Delay` cells), maybe a
+  polarity flip, and a random 8-section warped cascade. What "align finds d" means: an allpass adds
+  delay of its own (its group delay is positive everywhere), so ``d`` alone is not identifiable from
+  the audio; what is, and what we check, is (1) the aligned dry has no residual delay left against
+  the wet (within 0.1 sample), (2) the fitted model's total delay (power-weighted group delay, allpass
+  included) equals the true one within 0.1 sample, (3) the reported bulk delay is a delay the wet
+  really has: ``d`` plus the bulk delay of the allpass part (exactly so for integer ``d``, where GCC
+  is shift-equivariant), and not less than ``d`` (by more than the one sample a Thiran cell may lose at
+  high frequencies); plus the polarity and a null of -40 dB or deeper.
+* **Real effects** rendered with pedalboard on music, pink noise and a log sweep: `align` is never
+  worse than delay + polarity alone (the library's own baseline and an independent plain
+  cross-correlation one), and reaches -35 dB on the linear filters (gaps are xfail with numbers).
+* **Layouts**: shared stereo model, per-channel models, mono dry against stereo wet, wet longer or
+  shorter than the dry, and a wet that leads the dry (``result.advanced``).
+
+The null depth is recomputed here with `apfdsp.metrics.null_depth_db` on ``result.aligned`` rather than
+read from the result only. The CLI-vs-API defaults are tested in tests/test_argspec.py.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from apfdsp.align import align
+from apfdsp.cascade import Allpass2, AllpassCascade, Delay, Polarity
+from apfdsp.demo import demo_dry
+from apfdsp.estimate import gcc_phat
+from apfdsp.metrics import null_depth_db
+
+FS = 48000
+DURATION_S = 1.5
+SLACK_DB = 0.01  # "never worse" tolerance
+
+
+# ------------------------------------------------------------------------------------------------------
+# round trip: delay + polarity + random 8-section warped cascade
+# ------------------------------------------------------------------------------------------------------
+# (dry seed = cascade seed, delay in samples, polarity): seeds fixed before measuring, never re-picked.
+ROUND_TRIP = [(0, 37.3, -1), (1, 120.0, 1), (2, 37.3, 1)]
+ROUND_TRIP_IDS = [f"seed{s}-d{d:g}-{'inv' if p < 0 else 'pos'}" for s, d, p in ROUND_TRIP]
+
+
+def random_sections(rng, n_sections=8):
+    """Random warped sections: R in [0.3, 0.95], fc log-uniform in 50 Hz - 15 kHz, warp in [-0.5, 0.5]."""
+    return [
+        Allpass2(rng.uniform(0.3, 0.95), float(np.exp(rng.uniform(np.log(50.0), np.log(15000.0)))),
+                 rng.uniform(-0.5, 0.5))
+        for _ in range(n_sections)
+    ]
+
+
+@functools.lru_cache(maxsize=None)
+def round_trip(seed, delay, polarity):
+    """(dry, wet, true cascade, its allpass part alone, AlignResult), computed once per case."""
+    rng = np.random.default_rng(seed)
+    sections = random_sections(rng)
+    truth = AllpassCascade(sections + [Delay(delay)] + ([Polarity(-1)] if polarity < 0 else []), fs=FS)
+    dry = demo_dry(fs=FS, duration_s=DURATION_S, seed=seed)
+    wet = truth(dry)
+    result = align(dry, wet, fs=FS, n_sections=8)
+    return dry, wet, truth, AllpassCascade(sections, fs=FS), result
+
+
+def dry_band(dry):
+    """Welch grid (DC dropped, up to 20 kHz) and dry power spectrum: the weighting of "the delay the listener hears"."""
+    f, p = signal.welch(dry, fs=FS, nperseg=4096)
+    band = (f > 0) & (f <= 20000.0)  # the fit weights nothing above 0.95 fs/2 by design
+    return f[band], p[band]
+
+
+def mark(cases, marks):
+    """pytest.param for every case, with the marks of `marks` (case -> mark) attached."""
+    return [pytest.param(*case, marks=marks.get(case, ()), id=i) for case, i in zip(cases, ROUND_TRIP_IDS)]
+
+
+@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+def test_round_trip_no_residual_delay(seed, delay, polarity):
+    dry, wet, _, _, result = round_trip(seed, delay, polarity)
+    assert result.method == "allpass"
+    assert abs(result.after["residual_delay_samples"]) <= 0.1
+    # independent of the report: GCC-PHAT of the aligned dry against the wet
+    assert abs(gcc_phat(result.aligned, wet, fs=FS, max_delay_s=0.01)[0]) <= 0.1
+
+
+@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {
+    (1, 120.0, 1): pytest.mark.xfail(strict=False, reason=(
+        "measured at 7794b93: fitted 199.13 vs true 199.02 samples (the -30 dB fit of this case)"))}))
+def test_round_trip_total_delay_of_model(seed, delay, polarity):
+    """The fitted model delays the dry as much as the truth does, allpass part included."""
+    dry, _, truth, _, result = round_trip(seed, delay, polarity)
+    f, p = dry_band(dry)
+    fitted = np.sum(p * result.cascade.group_delay(f)) / p.sum()
+    true = np.sum(p * truth.group_delay(f)) / p.sum()
+    assert fitted == pytest.approx(true, abs=0.1)
+    # ... and the same phase (mod 2 pi), polarity included, where the dry has energy
+    error = np.angle(result.cascade.response(f) * np.conj(truth.response(f)))
+    assert np.sqrt(np.sum(p * error**2) / p.sum()) < 0.05  # rad; 0.02 rad ~ -40 dB
+
+
+@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+def test_round_trip_reported_delay_is_the_wets_bulk_delay(seed, delay, polarity):
+    """`delay_samples` is d plus the bulk delay of the allpass part, a delay the wet really has."""
+    dry, _, truth, sections, result = round_trip(seed, delay, polarity)
+    f, p = dry_band(dry)
+    band = f[p > 1e-6 * p.max()]
+    gd = truth.group_delay(band)
+    assert gd.min() - 0.1 <= result.delay_samples <= gd.max() + 0.1
+    assert result.delay_samples >= delay - 1.0  # allpass sections only add delay (Thiran: <= 1 sample early at HF)
+    if float(delay).is_integer():  # GCC is exactly shift-equivariant for integer shifts
+        bulk_of_sections = gcc_phat(dry, sections(dry), fs=FS)[0]
+        assert result.delay_samples - delay == pytest.approx(bulk_of_sections, abs=0.1)
+
+
+@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+def test_round_trip_model_polarity(seed, delay, polarity):
+    """An allpass cascade is +1 at DC, so the model's DC response is the polarity it found."""
+    _, _, _, _, result = round_trip(seed, delay, polarity)
+    assert result.cascade.response([0.0])[0] == pytest.approx(polarity, abs=1e-9)
+
+
+# Measured 2026-11-25 (HEAD a2afa10 + working tree): AlignResult.polarity is the sign of the GCC-PHAT
+# peak (align.py, `polarity=int(first_est.polarity)`), which a dispersive allpass flips at random.
+POLARITY_BUG = pytest.mark.xfail(strict=True, reason=(
+    "library bug: AlignResult.polarity is the sign of the GCC-PHAT peak (apfdsp/align.py fit_alignment, "
+    "polarity=int(first_est.polarity)); on a dispersive wet that sign is not the polarity (the model's "
+    "cascade.polarity and DC response are right)"))
+
+
+@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {
+    (0, 37.3, -1): POLARITY_BUG, (1, 120.0, 1): POLARITY_BUG, (2, 37.3, 1): POLARITY_BUG}))
+def test_round_trip_reported_polarity(seed, delay, polarity):
+    _, _, _, _, result = round_trip(seed, delay, polarity)
+    assert result.polarity == polarity
+
+
+# Fit quality under active development: strict=False, with the numbers. Measured at HEAD 7794b93 (clean);
+# at 01a1569 + working tree (12:48 the same day) the same cases gave -58.9 / -36.8 / -36.5 dB.
+NULL_GAP = {
+    (0, 37.3, -1): pytest.mark.xfail(strict=False, reason="measured -28.4 dB at 7794b93 (-58.9 dB at 01a1569+wt), goal -40 dB"),
+    (1, 120.0, 1): pytest.mark.xfail(strict=False, reason="measured -30.0 dB at 7794b93 (-36.8 dB at 01a1569+wt), goal -40 dB"),
+    (2, 37.3, 1): pytest.mark.xfail(strict=False, reason="measured -36.5 dB, goal -40 dB (phase error above 10 kHz)"),
+}
+
+
+@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, NULL_GAP))
+def test_round_trip_null_depth(seed, delay, polarity):
+    _, wet, _, _, result = round_trip(seed, delay, polarity)
+    null = null_depth_db(result.aligned, wet, fs=FS)
+    assert null == pytest.approx(result.after["null_db"], abs=1e-6)
+    assert null <= -40.0
+
+
+# ------------------------------------------------------------------------------------------------------
+# real effects (pedalboard) on three kinds of test signal
+# ------------------------------------------------------------------------------------------------------
+def effect(name):
+    """A pedalboard chain by name, built on demand (only the effect tests need pedalboard)."""
+    pb = pytest.importorskip("pedalboard")
+    return {
+        "highpass-200": lambda: [pb.HighpassFilter(cutoff_frequency_hz=200)],
+        "lowpass-3k": lambda: [pb.LowpassFilter(cutoff_frequency_hz=3000)],
+        "ladder-lpf12-800": lambda: [pb.LadderFilter(mode=pb.LadderFilter.Mode.LPF12, cutoff_hz=800,
+                                                     resonance=0.3, drive=1.0)],
+        "ladder-hpf12-300": lambda: [pb.LadderFilter(mode=pb.LadderFilter.Mode.HPF12, cutoff_hz=300,
+                                                     resonance=0.3, drive=1.0)],
+        "peak-1k+9dB": lambda: [pb.PeakFilter(cutoff_frequency_hz=1000, gain_db=9, q=1.0)],
+        "distortion-lowpass": lambda: [pb.Distortion(drive_db=20), pb.LowpassFilter(cutoff_frequency_hz=5000)],
+        "compressor": lambda: [pb.Compressor(threshold_db=-20, ratio=4, attack_ms=5, release_ms=100)],
+    }[name]()
+
+
+LINEAR = ["highpass-200", "lowpass-3k", "ladder-lpf12-800", "ladder-hpf12-300", "peak-1k+9dB"]
+NONLINEAR = ["distortion-lowpass", "compressor"]
+SIGNALS = ["music", "pink", "sweep"]
+
+
+def test_signal(name, seed=7):
+    """Music (demo_dry), pink noise or a 20 Hz - 20 kHz log sweep (with a little white noise)."""
+    rng = np.random.default_rng(seed)
+    n = int(DURATION_S * FS)
+    if name == "music":
+        return demo_dry(fs=FS, duration_s=DURATION_S, seed=seed)
+    white = rng.standard_normal(n)
+    if name == "pink":
+        pink = np.fft.irfft(np.fft.rfft(white) / np.sqrt(np.maximum(np.arange(n // 2 + 1), 1)), n)
+        return 0.3 * pink / np.std(pink)
+    t = np.arange(n) / FS
+    sweep = np.sin(2 * np.pi * 20 * (1000 ** (t / DURATION_S) - 1) * DURATION_S / np.log(1000))
+    return 0.5 * sweep + 0.01 * white
+
+
+test_signal.__test__ = False  # a helper, not a test
+
+
+@functools.lru_cache(maxsize=None)
+def effect_case(effect_name, signal_name):
+    dry = test_signal(signal_name)
+    board = pytest.importorskip("pedalboard").Pedalboard(effect(effect_name))
+    wet = board(dry.astype(np.float32)[None, :], FS)[0].astype(np.float64)
+    # n_sections=2: measured identical null depths with 2, 4 and 8 sections on every case below
+    return dry, wet, align(dry, wet, fs=FS, n_sections=2)
+
+
+def xcorr_delay_polarity(dry, wet):
+    """Independent baseline: lag of the largest |cross-correlation|, parabolic sub-sample refinement,
+    its sign, applied as an exact (FFT) fractional shift."""
+    n = dry.size + wet.size
+    nfft = int(2 ** np.ceil(np.log2(n)))
+    r = np.fft.irfft(np.fft.rfft(wet, nfft) * np.conj(np.fft.rfft(dry, nfft)), nfft)
+    lags = np.r_[0:2401, -2400:0]  # +-50 ms
+    k = int(np.argmax(np.abs(r[lags])))
+    lag, sign = int(lags[k]), np.sign(r[lags[k]])
+    a, b, c = np.abs(r[[(lag - 1) % nfft, lag % nfft, (lag + 1) % nfft]])
+    frac = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
+    tau = lag + float(np.clip(frac, -0.5, 0.5))
+    freqs = np.fft.rfftfreq(nfft)
+    shifted = np.fft.irfft(np.fft.rfft(dry, nfft) * np.exp(-2j * np.pi * freqs * tau), nfft)[: dry.size]
+    return sign * shifted
+
+
+EFFECT_CASES = [(e, s) for e in LINEAR + NONLINEAR for s in SIGNALS]
+
+
+@pytest.mark.parametrize(("effect_name", "signal_name"), EFFECT_CASES)
+def test_effect_never_worse_than_delay_polarity(effect_name, signal_name):
+    """The criterion as the library states it: against its own delay + polarity (GCC-PHAT) baseline."""
+    dry, wet, result = effect_case(effect_name, signal_name)
+    after = null_depth_db(result.aligned, wet, fs=FS)
+    assert after == pytest.approx(result.after["null_db"], abs=1e-6)
+    assert after <= result.delay_polarity["null_db"] + SLACK_DB
+
+
+# Measured 2026-11-25 (1.5 s clips, HEAD fffe877): align's null minus the plain cross-correlation
+# baseline's, in dB. (At 7794b93, with causal=True by default, peak-1k+9dB pink / sweep, distortion-lowpass
+# sweep and compressor music lost too, by 0.04 / 0.10 / 0.17 / 0.01 dB.)
+LOSES_TO_XCORR = {("compressor", "sweep"): 0.06}
+
+
+def xcorr_params():
+    params = []
+    for case in EFFECT_CASES:
+        gap = LOSES_TO_XCORR.get(case)
+        marks = () if gap is None else pytest.mark.xfail(strict=False, reason=(
+            f"measured: align's null is {gap:.2f} dB shallower than plain cross-correlation delay + polarity "
+            "(GCC-PHAT's delay is not the one that maximises the |X||Y|-weighted null, and the fit does not "
+            "recover the difference)"))
+        params.append(pytest.param(*case, marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("effect_name", "signal_name"), xcorr_params())
+def test_effect_never_worse_than_independent_xcorr_baseline(effect_name, signal_name):
+    """The same criterion against a delay + polarity found without apfdsp (plain cross-correlation)."""
+    dry, wet, result = effect_case(effect_name, signal_name)
+    baseline = null_depth_db(xcorr_delay_polarity(dry, wet), wet, fs=FS)
+    assert null_depth_db(result.aligned, wet, fs=FS) <= baseline + SLACK_DB
+
+
+# Measured 2026-11-25 on these 1.5 s clips at HEAD fffe877: null depth after align (dB) with the API's
+# default (causal=False since fffe877) and, for information, with causal=True. An allpass's phase falls
+# monotonically (positive group delay); these minimum-phase filters' phase does not (a peak filter's group
+# delay goes negative, a high-pass's phase rises towards DC). The lowpass-3k cases pass (-49.2 / -40.8 /
+# -36.1 dB; with causal=True -36.6 / -26.3 / -23.2 dB).
+MEASURED_GAP = {
+    ("highpass-200", "music"): (-20.6, -17.3), ("highpass-200", "pink"): (-17.7, -11.5),
+    ("highpass-200", "sweep"): (-21.9, -12.4),
+    ("ladder-lpf12-800", "music"): (-16.3, -16.3), ("ladder-lpf12-800", "pink"): (-21.7, -18.1),
+    ("ladder-lpf12-800", "sweep"): (-17.1, -15.5),
+    ("ladder-hpf12-300", "music"): (-19.0, -16.3), ("ladder-hpf12-300", "pink"): (-22.6, -9.7),
+    ("ladder-hpf12-300", "sweep"): (-24.5, -11.2),
+    ("peak-1k+9dB", "music"): (-17.5, -16.8), ("peak-1k+9dB", "pink"): (-19.9, -19.3),
+    ("peak-1k+9dB", "sweep"): (-17.6, -17.0),
+}
+
+
+def linear_params():
+    params = []
+    for e in LINEAR:
+        for s in SIGNALS:
+            gap = MEASURED_GAP.get((e, s))
+            marks = () if gap is None else pytest.mark.xfail(
+                strict=False, reason=f"measured {gap[0]:.1f} dB (causal=True: {gap[1]:.1f} dB), goal -35 dB")
+            params.append(pytest.param(e, s, marks=marks))
+    return params
+
+
+@pytest.mark.parametrize(("effect_name", "signal_name"), linear_params())
+def test_linear_effect_null_depth(effect_name, signal_name):
+    _, wet, result = effect_case(effect_name, signal_name)
+    assert null_depth_db(result.aligned, wet, fs=FS) <= -35.0
+
+
+# ------------------------------------------------------------------------------------------------------
+# layouts: stereo, per channel, mono vs stereo, lengths, a wet that leads
+# ------------------------------------------------------------------------------------------------------
+def simple_effect(delay=23.0, polarity=-1, fc=700.0):
+    """Two warped sections, a delay and maybe a flip: exactly what align(n_sections=2) can model."""
+    cells = [Allpass2(0.9, fc, 0.3), Allpass2(0.7, 4000.0, -0.2), Delay(delay)]
+    return AllpassCascade(cells + ([Polarity(-1)] if polarity < 0 else []), fs=FS)
+
+
+@functools.lru_cache(maxsize=None)
+def layout_case(name):
+    """(dry, wet, per_channel, effects applied per dry channel, AlignResult)."""
+    stereo = demo_dry(fs=FS, duration_s=1.0, channels=2, seed=11)
+    mono = stereo[0]
+    fx = simple_effect()
+    per_channel = False
+    if name == "stereo-shared":
+        dry, wet = stereo, fx(stereo)
+    elif name == "stereo-per-channel":
+        fx2 = simple_effect(delay=61.0, polarity=1, fc=250.0)
+        dry, wet, per_channel = stereo, np.stack([fx(stereo[0]), fx2(stereo[1])]), True
+    elif name == "mono-dry-stereo-wet":
+        dry, wet = mono, np.stack([0.8 * fx(mono), 0.3 * fx(mono)])
+    elif name == "wet-longer":  # the effect's tail is kept
+        dry, wet = mono, fx(np.r_[mono, np.zeros(4800)])
+    elif name == "wet-shorter":
+        dry, wet = mono, fx(mono)[: mono.size - 7000]
+    elif name in ("wet-leads", "wet-leads-causal"):  # the wet is 40 samples early: advance the dry
+        dry, wet = mono, simple_effect(delay=-40.0)(mono)
+    else:
+        raise KeyError(name)
+    options = {"causal": True} if name == "wet-leads-causal" else {}  # else the API's default
+    return dry, wet, per_channel, align(dry, wet, fs=FS, n_sections=2, per_channel=per_channel, **options)
+
+
+LAYOUTS = ["stereo-shared", "stereo-per-channel", "mono-dry-stereo-wet", "wet-longer", "wet-shorter", "wet-leads"]
+
+
+ADVANCE_BUG = pytest.mark.xfail(strict=True, reason=(
+    "library bug: apfdsp/align.py _fit_one, `min_delay = -max(est.integer_delay, 0) if causal` (line 130) "
+    "forbids the fit to advance beyond GCC's integer shift when the wet leads, so with causal=True the "
+    "allpass cannot take over the bulk delay: null -23.9 dB, residual delay 3.2 samples (causal=False: "
+    "-60.9 dB). The docstring limits causal=True to a wet that lags; a leading wet needs an advance anyway"))
+
+
+@pytest.mark.parametrize("name", LAYOUTS + [pytest.param("wet-leads-causal", marks=ADVANCE_BUG)])
+def test_layout_aligned_has_dry_shape_and_deep_null(name):
+    dry, wet, _, result = layout_case(name)
+    assert result.aligned.shape == dry.shape
+    assert result.aligned.dtype == np.float64
+    assert null_depth_db(result.aligned, wet, fs=FS) <= -40.0
+    if wet.ndim == 2 and dry.ndim == 2:  # every channel, not just the pooled number
+        for d, w in zip(result.aligned, wet):
+            assert null_depth_db(d, w, fs=FS) <= -40.0
+    assert result.advanced is name.startswith("wet-leads")
+
+
+def test_stereo_shared_model_is_one_filter_for_both_channels():
+    dry, _, _, result = layout_case("stereo-shared")
+    assert isinstance(result.cascade, AllpassCascade) and isinstance(result.method, str)
+    np.testing.assert_allclose(result.aligned, result.cascade.apply(dry), rtol=0, atol=1e-12)
+    assert abs(result.delay_samples - gcc_phat(dry, layout_case("stereo-shared")[1], fs=FS)[0]) < 1e-9
+
+
+def test_per_channel_models_differ_and_each_fits_its_channel():
+    dry, wet, _, result = layout_case("stereo-per-channel")
+    assert isinstance(result.cascade, list) and len(result.cascade) == 2
+    assert isinstance(result.method, list) and len(result.method) == 2
+    for c, d, a in zip(result.cascade, dry, result.aligned):
+        np.testing.assert_allclose(a, c.apply(d), rtol=0, atol=1e-12)
+    # the two channels went through different delays and polarities: so must the models
+    assert [c.polarity for c in result.cascade] == [-1, 1]
+    f = np.array([100.0, 1000.0, 5000.0])
+    truths = [simple_effect(), simple_effect(delay=61.0, polarity=1, fc=250.0)]
+    for c, t in zip(result.cascade, truths):
+        np.testing.assert_allclose(c.group_delay(f), t.group_delay(f), atol=0.1)
+
+
+@pytest.mark.parametrize("name", ["wet-leads", pytest.param("wet-leads-causal", marks=ADVANCE_BUG)])
+def test_wet_leads_reports_a_negative_delay(name):
+    dry, wet, _, result = layout_case(name)
+    assert result.advanced
+    assert result.cascade.integer_delay < 0
+    # the truth's bulk delay is -40 plus the (positive) delay of its two sections
+    assert -40.0 < result.delay_samples < 0.0
+    assert abs(result.after["residual_delay_samples"]) <= 0.1
