@@ -45,9 +45,9 @@ class AlignResult:
     delay_samples : float
         Bulk delay of the wet relative to the dry (positive: the dry was delayed).
     polarity : int
-        Broadband polarity of the wet relative to the dry (-1: inverted), the sign of the GCC-PHAT
-        peak. The model may realise an inversion with a first-order section instead of a Polarity
-        cell when the effect's phase turns by 180 degrees at low frequencies (a high-pass, say).
+        Polarity of the model (-1: it inverts the dry). The model may realise an inversion with a
+        first-order section instead (pole near z = 1) when the effect's phase turns by 180 degrees at
+        low frequencies (a high-pass, say); then this is +1.
     before, delay_polarity, after : dict
         `apfdsp.metrics.mix_report` of the dry as given, after delay + polarity only, and after
         alignment (on the whole signals).
@@ -209,7 +209,7 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
         cascade=cascades[0] if single else cascades,
         method=methods[0] if single else methods,
         delay_samples=float(first_est.delay_samples),
-        polarity=int(first_est.polarity),
+        polarity=cascades[0].polarity,
         before=before,
         delay_polarity=delay_polarity,
         after=after,

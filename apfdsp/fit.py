@@ -210,7 +210,7 @@ def _equation_error(basis, response, order, weights, *, n_iter):
         rhs_normal = np.real(np.einsum("fi,f->i", weighted, rhs))
         # A tiny ridge keeps ill-conditioned systems (clustered poles) solvable; the gradient
         # polish that follows removes the bias it adds.
-        ridge = 1e-13 * np.trace(normal) / order
+        ridge = 1e-16 * np.trace(normal) / order
         try:
             a = np.linalg.solve(normal + ridge * np.eye(order), rhs_normal)
         except np.linalg.LinAlgError:

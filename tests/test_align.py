@@ -124,16 +124,7 @@ def test_round_trip_model_polarity(seed, delay, polarity):
     assert result.cascade.response([0.0])[0] == pytest.approx(polarity, abs=1e-9)
 
 
-# Measured 2026-11-25 (HEAD a2afa10 + working tree): AlignResult.polarity is the sign of the GCC-PHAT
-# peak (align.py, `polarity=int(first_est.polarity)`), which a dispersive allpass flips at random.
-POLARITY_BUG = pytest.mark.xfail(strict=True, reason=(
-    "library bug: AlignResult.polarity is the sign of the GCC-PHAT peak (apfdsp/align.py fit_alignment, "
-    "polarity=int(first_est.polarity)); on a dispersive wet that sign is not the polarity (the model's "
-    "cascade.polarity and DC response are right)"))
-
-
-@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {
-    (0, 37.3, -1): POLARITY_BUG, (1, 120.0, 1): POLARITY_BUG, (2, 37.3, 1): POLARITY_BUG}))
+@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
 def test_round_trip_reported_polarity(seed, delay, polarity):
     _, _, _, _, result = round_trip(seed, delay, polarity)
     assert result.polarity == polarity
@@ -142,8 +133,6 @@ def test_round_trip_reported_polarity(seed, delay, polarity):
 # Fit quality under active development: strict=False, with the numbers. Measured at HEAD 7794b93 (clean);
 # at 01a1569 + working tree (12:48 the same day) the same cases gave -58.9 / -36.8 / -36.5 dB.
 NULL_GAP = {
-    (0, 37.3, -1): pytest.mark.xfail(strict=False, reason="measured -28.4 dB at 7794b93 (-58.9 dB at 01a1569+wt), goal -40 dB"),
-    (1, 120.0, 1): pytest.mark.xfail(strict=False, reason="measured -30.0 dB at 7794b93 (-36.8 dB at 01a1569+wt), goal -40 dB"),
     (2, 37.3, 1): pytest.mark.xfail(strict=False, reason="measured -36.5 dB, goal -40 dB (phase error above 10 kHz)"),
 }
 
