@@ -34,6 +34,11 @@ def _check_stretch(stretch):
     return int(stretch)
 
 
+def _warp_suffix(cell):
+    """", warp=..., stretch=..." for the parameters that differ from a traditional section."""
+    return (f", warp={cell.warp:.6g}" if cell.warp else "") + (f", stretch={cell.stretch}" if cell.stretch > 1 else "")
+
+
 def _structure(warp, stretch):
     if stretch > 1:
         return "warped+stretched"
@@ -75,12 +80,7 @@ class Allpass2:
         return second_order_denominator(self.pole_radius, self.fc_hz, fs=fs)
 
     def __str__(self):
-        text = f"Allpass2(R={self.pole_radius:.6g}, fc={self.fc_hz:.6g} Hz"
-        if self.warp:
-            text += f", warp={self.warp:.6g}"
-        if self.stretch > 1:
-            text += f", stretch={self.stretch}"
-        return text + ")"
+        return f"Allpass2(R={self.pole_radius:.6g}, fc={self.fc_hz:.6g} Hz{_warp_suffix(self)})"
 
 
 @dataclass(frozen=True)
@@ -114,12 +114,7 @@ class Allpass1:
         return np.array([self.coef])
 
     def __str__(self):
-        text = f"Allpass1(coef={self.coef:.6g}"
-        if self.warp:
-            text += f", warp={self.warp:.6g}"
-        if self.stretch > 1:
-            text += f", stretch={self.stretch}"
-        return text + ")"
+        return f"Allpass1(coef={self.coef:.6g}{_warp_suffix(self)})"
 
 
 @dataclass(frozen=True)
@@ -205,6 +200,7 @@ class AllpassCascade:
     def __init__(self, cells=(), *, fs):
         self.fs = valid_fs(fs)
         self._cells = []
+        self._sos = None
         self.extend(cells)
 
     # -- list behaviour -------------------------------------------------------------------------
@@ -220,6 +216,7 @@ class AllpassCascade:
     def append(self, cell):
         """Append one cell."""
         self._cells.append(self._check_cell(cell))
+        self._sos = None  # cells are immutable: the SOS only changes when the list does
 
     def extend(self, cells):
         """Append several cells."""
@@ -276,10 +273,12 @@ class AllpassCascade:
 
         The integer shift `integer_delay` is not part of the SOS: apply it separately (as `apply` does).
         """
-        rows = [allpass_section_sos(c.den(self.fs), c.warp, c.stretch) for c in self._filter_cells()]
-        sos = np.concatenate(rows) if rows else np.array([[1.0, 0, 0, 1.0, 0, 0]])
-        sos[0, :3] *= self.polarity
-        return sos
+        if self._sos is None:
+            rows = [allpass_section_sos(c.den(self.fs), c.warp, c.stretch) for c in self._filter_cells()]
+            sos = np.concatenate(rows) if rows else np.array([[1.0, 0, 0, 1.0, 0, 0]])
+            sos[0, :3] *= self.polarity
+            self._sos = sos
+        return self._sos.copy()
 
     def poles(self):
         """All poles of the SOS part (complex array)."""
@@ -363,8 +362,9 @@ class AllpassCascade:
         x = valid_audio(x, allow_silent=True)
         x = np.moveaxis(x, axis, -1)
         shift = self.integer_delay
+        sos = self.sos
         if zi is None:
-            y = signal.sosfilt(self.sos, x, axis=-1)
+            y = signal.sosfilt(sos, x, axis=-1)
             y = _shift(y, shift)
             return np.moveaxis(y, -1, axis)
         if shift < 0:
@@ -375,7 +375,7 @@ class AllpassCascade:
         if not isinstance(zi, FilterState):
             raise TypeError("zi must be a FilterState from AllpassCascade.initial_state()")
         sos_zi = np.asarray(zi.zi)
-        y, zf = signal.sosfilt(self.sos, x, axis=-1, zi=sos_zi)
+        y, zf = signal.sosfilt(sos, x, axis=-1, zi=sos_zi)
         line = np.moveaxis(np.asarray(zi.delay_line), axis, -1)
         joined = np.concatenate([line, y], axis=-1)
         n = x.shape[-1]

@@ -34,7 +34,7 @@ from .demo import demo_dry, demo_effect
 from .exceptions import ApfdspError, AudioError, ModelFileError, OutputError, ParameterError
 from .fit import STRUCTURES
 from . import io as _io
-from .io import apply_file, load_model, read_audio, save_model, write_audio
+from .io import _same_file, apply_file, load_model, read_audio, save_model, write_audio
 from .metrics import mix_report
 from .version import __version__
 
@@ -445,15 +445,6 @@ def _progress(args, label):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def _same_path(a, b):
-    if os.path.exists(a) and os.path.exists(b):
-        try:
-            return os.path.samefile(a, b)
-        except OSError:
-            pass
-    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
-
-
 def _check_outputs(outputs, inputs):
     """Refuse, before any work, outputs that are inputs, clash with each other or cannot be written.
 
@@ -465,12 +456,12 @@ def _check_outputs(outputs, inputs):
         if path is None:
             continue
         for src in inputs:
-            if _same_path(path, src):
+            if _same_file(path, src):
                 raise OutputError(
                     f"refusing to write {option} {path!r}: it is the input file {src!r}; choose another output path"
                 )
         for other_option, other in seen:
-            if _same_path(path, other):
+            if _same_file(path, other):
                 raise OutputError(f"{other_option} and {option} both name {path!r}; give them different paths")
         if os.path.isdir(path):
             raise OutputError(f"cannot write {option} {path!r}: it is a directory; give a file name")

@@ -98,6 +98,11 @@ def _ratio(A, B):
     return float(np.clip((A + B) / (2.0 * A), 0.0, 1.0))
 
 
+def _null(A, B):
+    """1 - r from the cross sums, clipped to [0, 1] (the null depth's power ratio)."""
+    return float(np.clip((A - B) / (2.0 * A), 0.0, 1.0))
+
+
 def _db(power):
     return float(10.0 * np.log10(max(power, _POWER_FLOOR)))
 
@@ -226,7 +231,7 @@ def null_depth_db(x, y, *, fs):
     (True, 0.0)
     """
     A, B = _cross_sums(x, y, fs)
-    return _db(float(np.clip((A - B) / (2.0 * A), 0.0, 1.0)))
+    return _db(_null(A, B))
 
 
 def normalized_xcorr(x, y):
@@ -426,7 +431,7 @@ class MixMeter:
     def null_db(self, x):
         """`null_depth_db` of `x` against the wet signal (no correlation or delay measurement)."""
         A, B = _cross_sums(x, self.y, self.fs, y_stft=self._y_stft)
-        return _db(float(np.clip((A - B) / (2.0 * A), 0.0, 1.0)))
+        return _db(_null(A, B))
 
     def report(self, x, *, max_delay_s=0.01):
         """`mix_report` of `x` against the wet signal."""
@@ -438,7 +443,7 @@ def _report(A, B, x, y, fs, max_delay_s):
     return {
         "mix_ratio": _ratio(A, B),
         "mix_loss_db": _db(_ratio(A, B)),
-        "null_db": _db(float(np.clip((A - B) / (2.0 * A), 0.0, 1.0))),
+        "null_db": _db(_null(A, B)),
         "ncc": normalized_xcorr(x, y),
         "residual_delay_samples": residual_delay(x, y, fs=fs, max_delay_s=max_delay_s),
     }
