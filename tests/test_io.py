@@ -1,7 +1,9 @@
 """Tests for apfdsp.io: audio read/write, streaming apply_file, model files."""
 
+import dataclasses
 import json
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -31,6 +33,11 @@ def noise(rng, channels, n, scale=0.15):
 
 def listing(directory):
     return sorted(os.listdir(directory))
+
+
+def io_threads():
+    """apply_file's I/O threads still alive (there must be none once it has returned or raised)."""
+    return [t for t in threading.enumerate() if t.name.startswith("apfdsp-io")]
 
 
 # -- read / write -------------------------------------------------------------------------------------------
@@ -221,10 +228,10 @@ def test_write_keeps_permissions(tmp_path, rng):
 
 
 # -- apply_file -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("block_size", [3, 1000, 4096, 65536])
+@pytest.mark.parametrize("block_size", [1, 3, 6, 7, 1000, 4096, 5003, 131072])  # the cascade delays by 6
 @pytest.mark.parametrize("channels", [1, 2])
 def test_apply_file_equals_offline(tmp_path, rng, cascade, block_size, channels):
-    n = 5003  # prime: no block size divides it
+    n = 5003  # prime: no block size from 2 to n - 1 divides it
     x = noise(rng, channels, n)
     src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
     write_audio(src, x, FS, subtype="FLOAT")
@@ -236,7 +243,7 @@ def test_apply_file_equals_offline(tmp_path, rng, cascade, block_size, channels)
     assert fs == FS and y.shape == x.shape
     assert info == out_info and info["subtype"] == "DOUBLE" and info["frames"] == n
     expected = cascade.apply(x_file)
-    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(y, expected)  # bit for bit: the same sosfilt, its state carried
     assert not np.allclose(y, x_file, atol=1e-3)  # the filter really did something
     assert calls[-1] == (n, n) and len(calls) == -(-n // block_size)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
@@ -251,7 +258,7 @@ def test_apply_file_keeps_input_properties(tmp_path, rng, cascade):
     y, fs, info = read_audio(dst)
     assert (fs, info["channels"], info["subtype"], info["format"]) == (FS, 2, "FLOAT", "WAV")
     expected = cascade.apply(x_file)
-    np.testing.assert_allclose(y, expected.astype(np.float32), rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(y, expected.astype(np.float32))  # rounded to float32 once, like libsndfile
 
 
 def test_apply_file_pcm_flac(tmp_path, rng, cascade):
@@ -282,7 +289,7 @@ def test_apply_file_sample_rate_mismatch(tmp_path, rng, cascade):
 
 
 @pytest.mark.parametrize("delay", [-3.0, -7.3, -250.0])
-@pytest.mark.parametrize("block_size", [64, 1000])
+@pytest.mark.parametrize("block_size", [2, 64, 1000])
 def test_apply_file_advance_equals_offline_apply(tmp_path, rng, delay, block_size):
     src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
     x = noise(rng, 2, 1000)
@@ -290,8 +297,21 @@ def test_apply_file_advance_equals_offline_apply(tmp_path, rng, delay, block_siz
     advance = AllpassCascade([Allpass1(0.3), Delay(delay)], fs=FS)
     apply_file(advance, src, dst, block_size=block_size)
     y, _, _ = read_audio(dst)
-    np.testing.assert_allclose(y, advance.apply(x), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(y, advance.apply(x))
     assert np.all(y[:, -int(np.ceil(-delay)) + 1 :] == 0)
+
+
+@pytest.mark.parametrize("delay", [999.0, 1000.0, 5000.5, -999.0, -1000.0, -5000.0])
+def test_apply_file_shift_as_long_as_the_file(tmp_path, rng, delay):
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio(src, noise(rng, 2, 1000), FS, subtype="DOUBLE")
+    x = read_audio(src)[0]
+    shifted = AllpassCascade([Allpass1(0.3), Delay(delay)], fs=FS)
+    info = apply_file(shifted, src, dst, block_size=300)
+    y, _, _ = read_audio(dst, allow_silent=True)
+    assert info["frames"] == 1000 and y.shape == x.shape
+    np.testing.assert_array_equal(y, shifted.apply(x))
+    assert np.count_nonzero(y) == (2 if abs(delay) == 999 else 0)  # one sample per channel, or none
 
 
 def test_apply_file_refuses_to_overwrite_input(tmp_path, rng, cascade):
@@ -310,16 +330,43 @@ def test_apply_file_atomic_on_failure(tmp_path, rng, cascade, monkeypatch):
     write_audio(src, noise(rng, 2, 5000), FS)
     real_write, calls = sf.SoundFile.write, []
 
-    def fail_after_first_block(self, data):
+    def fail_at_second_block(self, data):  # runs on apply_file's I/O thread
         calls.append(len(data))
-        if len(calls) > 1:
+        if len(calls) > 2:
             raise RuntimeError("simulated failure")
         return real_write(self, data)
 
-    monkeypatch.setattr(sf.SoundFile, "write", fail_after_first_block)
+    monkeypatch.setattr(sf.SoundFile, "write", fail_at_second_block)
     with pytest.raises(RuntimeError, match="simulated failure"):
         apply_file(cascade, src, dst, block_size=1000)
-    assert calls == [1000, 1000]
+    assert calls == [6, 1000, 1000]  # the 6 leading zeros of the integer delay, 2 blocks, nothing after
+    assert listing(tmp_path) == ["in.wav"] and io_threads() == []
+
+
+def test_apply_file_read_error_mid_file(tmp_path, rng, cascade, monkeypatch):
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio(src, noise(rng, 2, 5000), FS)
+    real_read, calls = sf.SoundFile.read, []
+
+    def fail_at_third_block(self, *args, **kwargs):  # runs on apply_file's I/O thread
+        calls.append(args)
+        if len(calls) > 2:
+            raise RuntimeError("simulated read failure")
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", fail_at_third_block)
+    with pytest.raises(AudioError, match=r"cannot read audio file .*in\.wav'.*simulated read failure"):
+        apply_file(cascade, src, dst, block_size=1000)
+    assert len(calls) == 3
+    assert listing(tmp_path) == ["in.wav"] and io_threads() == []
+
+
+def test_apply_file_fewer_frames_than_announced(tmp_path, rng, cascade, monkeypatch):
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio(src, noise(rng, 1, 5000), FS)
+    monkeypatch.setattr(sf.SoundFile, "frames", property(lambda self: 5010))
+    with pytest.raises(AudioError, match=r"in\.wav'.*5010 frames announced, 5000 read"):
+        apply_file(cascade, src, dst, block_size=1000)
     assert listing(tmp_path) == ["in.wav"]
 
 
@@ -333,7 +380,7 @@ def test_apply_file_interrupted_by_progress(tmp_path, rng, cascade):
 
     with pytest.raises(KeyboardInterrupt):
         apply_file(cascade, src, dst, block_size=1000, progress=stop)
-    assert listing(tmp_path) == ["in.wav"]
+    assert listing(tmp_path) == ["in.wav"] and io_threads() == []
 
 
 def test_apply_file_non_finite_block(tmp_path, rng, cascade):
@@ -342,7 +389,7 @@ def test_apply_file_non_finite_block(tmp_path, rng, cascade):
     sf.write(tmp_path / "in.wav", x, FS, subtype="FLOAT")
     with pytest.raises(AudioError, match=r"NaN or Inf samples \(in frames 2000-2999\)"):
         apply_file(cascade, tmp_path / "in.wav", tmp_path / "out.wav", block_size=1000)
-    assert listing(tmp_path) == ["in.wav"]
+    assert listing(tmp_path) == ["in.wav"] and io_threads() == []
 
 
 def test_apply_file_clip_warning(tmp_path, cascade):
@@ -352,6 +399,17 @@ def test_apply_file_clip_warning(tmp_path, cascade):
     with pytest.warns(UserWarning, match="clips"):
         apply_file(cascade, tmp_path / "in.wav", tmp_path / "out.wav")
     assert np.max(np.abs(read_audio(tmp_path / "out.wav")[0])) <= 1
+
+
+def test_apply_file_refuses_anticausal_sections(tmp_path, rng):
+    if "anticausal" not in {f.name for f in dataclasses.fields(Allpass1)}:
+        pytest.skip("this AllpassCascade has no anticausal sections")
+    src = tmp_path / "in.wav"
+    write_audio(src, noise(rng, 1, 100), FS)
+    cascade = AllpassCascade([Allpass1(0.5), Allpass1(-0.3, anticausal=True)], fs=FS)
+    with pytest.raises(ParameterError, match="anticausal"):
+        apply_file(cascade, src, tmp_path / "o.wav")
+    assert listing(tmp_path) == ["in.wav"]
 
 
 def test_apply_file_bad_arguments(tmp_path, rng, cascade):
