@@ -77,6 +77,12 @@ class AlignResult:
         cascades = self.cascade if isinstance(self.cascade, list) else [self.cascade]
         return any(c.integer_delay < 0 for c in cascades)
 
+    @property
+    def causal(self):
+        """True when the model(s) could run in real time (no advance, no anticausal section)."""
+        cascades = self.cascade if isinstance(self.cascade, list) else [self.cascade]
+        return all(c.causal for c in cascades)
+
     def summary(self):
         """JSON-safe dict of the main numbers."""
         cascades = self.cascade if isinstance(self.cascade, list) else [self.cascade]
@@ -126,10 +132,12 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
     baseline = AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []), fs=fs)
     freqs, H, weights = _reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     residual = est.delay_samples - est.integer_delay
-    # The allpass may take over part of the bulk delay; a causal model never advances the dry.
-    min_delay = -max(est.integer_delay, 0) if causal else -np.inf
+    # The allpass may take over part of the bulk delay; a causal model never advances the dry. When the
+    # wet leads (GCC-PHAT's delay is negative) an advance is unavoidable, and the fit may choose how much
+    # (its sections add delay of their own, which a larger advance then compensates).
+    min_delay = -est.integer_delay if causal and est.integer_delay >= 0 else -np.inf
     options = dict(n_sections=n_sections, structure=structure, seed=seed, delay=residual,
-                   min_delay=min_delay, callback=callback)
+                   min_delay=min_delay, anticausal=not causal, callback=callback)
     if causal and 0.0 <= est.delay_samples < 1.5:
         # Less than the smallest causal delay unit (0.5 samples after a zero shift): the allpass
         # sections alone carry the delay (first-order sections add any delay >= 0 at low frequencies).
@@ -187,21 +195,26 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
     meter = MixMeter(wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
     aligned_parts, baseline_parts, cascades, methods = [], [], [], []
     channel_pairs = list(zip(dry, wets)) if len(fits) > 1 else [(dry, wet)]
+    chosen_sums = []
     for (allpass, baseline, est, _), (d, w) in zip(fits, channel_pairs):
         by_baseline, by_allpass = baseline.apply(d), allpass.apply(d)
         channel_meter = meter if len(fits) == 1 else MixMeter(w, n=d.shape[-1], fs=fs)
-        base_null = channel_meter.null_db(by_baseline)
+        base_sums, allpass_sums = channel_meter.cross_sums(by_baseline), channel_meter.cross_sums(by_allpass)
         # Keep the allpass only if it gives a deeper null than delay + polarity (never do worse).
-        if channel_meter.null_db(by_allpass) < base_null:
+        if channel_meter.null_db(by_allpass, sums=allpass_sums) < channel_meter.null_db(by_baseline, sums=base_sums):
             aligned_parts.append(by_allpass), cascades.append(allpass), methods.append("allpass")
+            chosen_sums.append((allpass_sums, base_sums))
         else:
             aligned_parts.append(by_baseline), cascades.append(baseline), methods.append("delay+polarity")
+            chosen_sums.append((base_sums, base_sums))
         baseline_parts.append(by_baseline)
     aligned = np.stack(aligned_parts) if len(fits) > 1 else aligned_parts[0]
     by_baseline = np.stack(baseline_parts) if len(fits) > 1 else baseline_parts[0]
     before = meter.report(dry)
-    after = meter.report(aligned)
-    delay_polarity = after if all(m == "delay+polarity" for m in methods) else meter.report(by_baseline)
+    # One shared model: the sums measured while choosing are those of the whole result.
+    after = meter.report(aligned, sums=chosen_sums[0][0] if len(fits) == 1 else None)
+    delay_polarity = after if all(m == "delay+polarity" for m in methods) else meter.report(
+        by_baseline, sums=chosen_sums[0][1] if len(fits) == 1 else None)
     first_est = fits[0][2]
     single = len(fits) == 1
     return AlignResult(
@@ -246,10 +259,14 @@ def align(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s
     per_channel : bool
         Fit one model per channel instead of one shared, phase-coherent model.
     causal : bool
-        Keep the model causal (the dry is only ever delayed), so that it could also run in real time.
-        The default (False) lets the fit advance the dry a little and have the allpass carry that
-        delay instead, which fits minimum-phase effects (filters, EQ) markedly better; such a model
-        applies to files, block by block, like any other (`apfdsp.io.apply_file`).
+        Keep the model causal (the dry is only ever delayed, every section runs forwards in time), so
+        that it could also run in real time. The default (False) lets the fit advance the dry a little
+        and use anticausal sections (run backwards in time, see `apfdsp.Allpass2`): a causal allpass
+        has a positive group delay and cannot follow the phase of a high-pass or a peaking EQ, a mixed
+        cascade can (measured in the README: -20 -> -36 dB on a first-order high-pass, -20 -> -46 dB
+        on a peaking EQ). Such a model applies to files of any length (`apfdsp.io.apply_file`).
+        When the wet leads the dry an advance is unavoidable either way; with ``causal=True`` the
+        model then has no anticausal sections, and advances as much as its fit needs.
     max_bins : int
         The Welch spectrum is merged into at most this many log-spaced bands for the fit.
     nperseg : int, optional

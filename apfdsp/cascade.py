@@ -35,8 +35,15 @@ def _check_stretch(stretch):
 
 
 def _warp_suffix(cell):
-    """", warp=..., stretch=..." for the parameters that differ from a traditional section."""
-    return (f", warp={cell.warp:.6g}" if cell.warp else "") + (f", stretch={cell.stretch}" if cell.stretch > 1 else "")
+    """", warp=..., stretch=..., anticausal" for the parameters that differ from a traditional section."""
+    return ((f", warp={cell.warp:.6g}" if cell.warp else "") + (f", stretch={cell.stretch}" if cell.stretch > 1 else "")
+            + (", anticausal" if cell.anticausal else ""))
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _structure(warp, stretch):
@@ -59,18 +66,26 @@ class Allpass2:
         Warping coefficient a, ``|a| < 1``; 0 for a traditional section.
     stretch : int
         Stretch factor K >= 1; the section then has order 2K.
+    anticausal : bool
+        Run the section backwards in time (offline only). Its response is the complex conjugate of the
+        causal section's: the phase changes sign, the group delay is negative. Such a section is the
+        stable realisation of an allpass whose poles lie outside the unit circle, at
+        1/conj(p), and is what lets a cascade follow the phase of a minimum-phase filter
+        (a high-pass, a peaking EQ) that no causal allpass can follow.
     """
 
     pole_radius: float
     fc_hz: float
     warp: float = 0.0
     stretch: int = 1
+    anticausal: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "pole_radius", _check_real(self.pole_radius, "pole_radius", 0.0, 1.0, lo_closed=True))
         object.__setattr__(self, "fc_hz", _check_real(self.fc_hz, "fc_hz", 0.0, np.inf, lo_closed=True))
         object.__setattr__(self, "warp", _check_real(self.warp, "warp", -1.0, 1.0))
         object.__setattr__(self, "stretch", _check_stretch(self.stretch))
+        object.__setattr__(self, "anticausal", _check_bool(self.anticausal, "anticausal"))
 
     order = property(lambda self: 2 * self.stretch, doc="Order of the section (2K).")
     structure = property(lambda self: _structure(self.warp, self.stretch))
@@ -95,16 +110,20 @@ class Allpass1:
         Warping coefficient, ``|a| < 1``.
     stretch : int
         Stretch factor K >= 1; the section then has order K.
+    anticausal : bool
+        Run the section backwards in time (offline only); see `Allpass2`.
     """
 
     coef: float
     warp: float = 0.0
     stretch: int = 1
+    anticausal: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "coef", _check_real(self.coef, "coef", -1.0, 1.0))
         object.__setattr__(self, "warp", _check_real(self.warp, "warp", -1.0, 1.0))
         object.__setattr__(self, "stretch", _check_stretch(self.stretch))
+        object.__setattr__(self, "anticausal", _check_bool(self.anticausal, "anticausal"))
 
     order = property(lambda self: self.stretch, doc="Order of the section (K).")
     structure = property(lambda self: _structure(self.warp, self.stretch))
@@ -254,45 +273,74 @@ class AllpassCascade:
 
     @property
     def order(self):
-        """Total filter order of the SOS part."""
-        return int(sum(c.order for c in self._filter_cells()))
+        """Total filter order of the SOS parts (causal and anticausal)."""
+        return int(sum(c.order for c in self._filter_cells()) + sum(c.order for c in self._filter_cells(True)))
 
-    def _filter_cells(self):
-        """Allpass sections, with each fractional delay expanded into its Thiran section."""
+    @property
+    def causal(self):
+        """True when the cascade can run in real time: no anticausal sections and no advance."""
+        return self.integer_delay >= 0 and not self._filter_cells(True)
+
+    def _filter_cells(self, anticausal=False):
+        """Causal allpass sections (each fractional delay expanded into its Thiran section), or the
+        anticausal ones."""
         out = []
         for cell in self._cells:
             if isinstance(cell, (Allpass1, Allpass2)):
-                out.append(cell)
-            elif isinstance(cell, Delay) and cell.thiran is not None:
+                if cell.anticausal == anticausal:
+                    out.append(cell)
+            elif isinstance(cell, Delay) and cell.thiran is not None and not anticausal:
                 out.append(cell.thiran)
         return out
 
+    def _sos_rows(self, cells):
+        return [allpass_section_sos(c.den(self.fs), c.warp, c.stretch) for c in cells]
+
     @property
     def sos(self):
-        """Second-order sections, shape (n_sections, 6), polarity folded into the first row.
+        """Second-order sections of the causal part, shape (n_sections, 6), polarity folded into the first row.
 
-        The integer shift `integer_delay` is not part of the SOS: apply it separately (as `apply` does).
+        The integer shift `integer_delay` is not part of the SOS: apply it separately (as `apply` does);
+        nor are anticausal sections (`sos_anticausal`).
         """
+        return self._sos_parts()[0].copy()
+
+    @property
+    def sos_anticausal(self):
+        """Second-order sections of the anticausal part, shape (n, 6), n = 0 when there is none.
+
+        They are run backwards in time: ``sosfilt(sos_anticausal, x[::-1])[::-1]``.
+        """
+        return self._sos_parts()[1].copy()
+
+    def _sos_parts(self):
+        """(causal SOS, anticausal SOS), cached: cells are immutable, so they only change with the list."""
         if self._sos is None:
-            rows = [allpass_section_sos(c.den(self.fs), c.warp, c.stretch) for c in self._filter_cells()]
+            rows = self._sos_rows(self._filter_cells())
             sos = np.concatenate(rows) if rows else np.array([[1.0, 0, 0, 1.0, 0, 0]])
             sos[0, :3] *= self.polarity
-            self._sos = sos
-        return self._sos.copy()
+            anticausal = self._sos_rows(self._filter_cells(True))
+            self._sos = (sos, np.concatenate(anticausal) if anticausal else np.zeros((0, 6)))
+        return self._sos
 
     def poles(self):
-        """All poles of the SOS part (complex array)."""
-        _, poles, _ = signal.sos2zpk(self.sos)
-        return poles[np.abs(poles) > 0] if self._filter_cells() else np.array([], complex)
+        """All poles of the SOS parts as they are run (complex array); all lie inside the unit circle.
+
+        An anticausal section, run backwards, realises poles at 1/conj(p) of the poles p listed here.
+        """
+        parts = [self.sos] + ([self.sos_anticausal] if self._filter_cells(True) else [])
+        poles = np.concatenate([signal.sos2zpk(sos)[1] for sos in parts])
+        return poles[np.abs(poles) > 0] if self._filter_cells() or self._filter_cells(True) else np.array([], complex)
 
     def _grouped(self):
-        """(order, stretch) -> (den array, warp array) for vectorised evaluation."""
+        """(order, stretch, sign) -> (den array, warp array) for vectorised evaluation; sign -1 = anticausal."""
         groups = {}
-        for cell in self._filter_cells():
-            key = (len(cell.den(self.fs)), cell.stretch)
-            groups.setdefault(key, ([], []))
-            groups[key][0].append(cell.den(self.fs))
-            groups[key][1].append(cell.warp)
+        for sign, cells in ((1, self._filter_cells()), (-1, self._filter_cells(True))):
+            for cell in cells:
+                key = (len(cell.den(self.fs)), cell.stretch, sign)
+                groups.setdefault(key, ([], []))
+                groups[key][0].append(cell.den(self.fs))
+                groups[key][1].append(cell.warp)
         return {k: (np.array(d), np.array(a)) for k, (d, a) in groups.items()}
 
     def _w(self, f):
@@ -302,8 +350,8 @@ class AllpassCascade:
         """Exact unwrapped phase in radians at frequencies `f` (Hz); a polarity flip adds -pi."""
         w = self._w(f)
         total = -w * self.integer_delay - np.pi * (self.polarity < 0)
-        for (_, stretch), (den, warp) in self._grouped().items():
-            total = total + np.sum(allpass_phase(w, den, warp, stretch), axis=0)
+        for (_, stretch, sign), (den, warp) in self._grouped().items():
+            total = total + sign * np.sum(allpass_phase(w, den, warp, stretch), axis=0)
         return total
 
     def response(self, f):
@@ -314,8 +362,8 @@ class AllpassCascade:
         """Group delay in samples at frequencies `f` (Hz), integer shift included."""
         w = self._w(f)
         total = np.full(w.shape, float(self.integer_delay))
-        for (_, stretch), (den, warp) in self._grouped().items():
-            total = total + np.sum(allpass_group_delay(w, den, warp, stretch), axis=0)
+        for (_, stretch, sign), (den, warp) in self._grouped().items():
+            total = total + sign * np.sum(allpass_group_delay(w, den, warp, stretch), axis=0)
         return total
 
     def resampled(self, fs, **options):
@@ -350,7 +398,8 @@ class AllpassCascade:
             Time axis.
         zi : FilterState, optional
             State from `initial_state` or a previous call: filter block by block. Streaming needs a
-            non-negative integer delay (an advance cannot be applied causally).
+            causal cascade (`causal`): an advance or an anticausal section needs the whole signal
+            (`apfdsp.io.apply_file` handles files of any length with a backward pass).
 
         Returns
         -------
@@ -365,12 +414,20 @@ class AllpassCascade:
         sos = self.sos
         if zi is None:
             y = signal.sosfilt(sos, x, axis=-1)
+            sos_anticausal = self.sos_anticausal
+            if sos_anticausal.shape[0]:
+                y = signal.sosfilt(sos_anticausal, y[..., ::-1], axis=-1)[..., ::-1]
             y = _shift(y, shift)
             return np.moveaxis(y, -1, axis)
         if shift < 0:
             raise ParameterError(
                 f"this cascade advances the signal by {-shift} samples, which streaming cannot do; "
                 "filter the whole signal at once (zi=None)"
+            )
+        if self._filter_cells(True):
+            raise ParameterError(
+                "this cascade has anticausal sections, which run backwards in time and cannot stream; "
+                "filter the whole signal at once (zi=None) or use apfdsp.io.apply_file"
             )
         if not isinstance(zi, FilterState):
             raise TypeError("zi must be a FilterState from AllpassCascade.initial_state()")
@@ -391,6 +448,8 @@ class AllpassCascade:
         for cell in self._cells:
             entry = {"type": _CELL_NAMES[type(cell)]}
             entry.update({f.name: getattr(cell, f.name) for f in fields(cell)})
+            if entry.get("anticausal") is False:
+                del entry["anticausal"]  # the default: files of causal models stay as they were
             cells.append(entry)
         return {"fs": self.fs, "cells": cells}
 

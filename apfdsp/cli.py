@@ -275,8 +275,9 @@ def _add_fit_options(p, *, resample=True):
                    help="fit each channel separately instead of one model for all channels "
                         "(only for multichannel DRY; such models cannot be saved)")
     g.add_argument("--causal", dest="causal", action="store_true", default=API_DEFAULTS["causal"],
-                   help="never advance the dry, so that the model could also run in real time; by default "
-                        "the fit may advance it a little, which gives deeper nulls on filters and EQs")
+                   help="keep the model causal (never advance the dry, no sections run backwards in time), so "
+                        "that it could also run in real time; by default the fit may do both, which gives much "
+                        "deeper nulls on filters and EQs")
     if resample:
         g.add_argument("--resample", action="store_true",
                        help="if WET's sample rate differs from DRY's, resample WET to DRY's rate")
@@ -691,6 +692,9 @@ def _advanced_note(result):
     if result.advanced:
         return ("note: the model advances the dry (the wet leads it, or the fit chose to): fine for files, "
                 "but it cannot run in real time (use --causal for that)")
+    if not result.causal:
+        return ("note: the model has anticausal sections (run backwards in time), which follow the phase of "
+                "filters and EQs closely: fine for files, but it cannot run in real time (use --causal for that)")
     return None
 
 

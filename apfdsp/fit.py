@@ -91,6 +91,13 @@ class _Layout:
     delay_shift: object  # None: no delay unit; int: integer shift before the Thiran unit
     ranges: ParamRanges
     fs: float
+    anticausal: tuple = ()  # one bool per section (second-order first), or () for all causal
+
+    def signs(self):
+        """+1 per causal and -1 per anticausal section (second-order, then first-order); None: all causal."""
+        if not any(self.anticausal):
+            return None
+        return 1.0 - 2.0 * np.asarray(self.anticausal, dtype=float)
 
     @property
     def n_units(self):
@@ -101,15 +108,19 @@ class _Layout:
         return -w * shift - np.pi * (self.polarity < 0)
 
     def phase(self, t, w, const):
-        """Cascade phase on grid w; differentiable w.r.t. t."""
+        """Cascade phase on grid w; differentiable w.r.t. t. An anticausal section's phase changes sign."""
         total = const
         r = self.ranges
+        signs = self.signs()
         if self.n2:
             t2 = t[: self.n2]
             den2 = second_order_denominator(r.pole_radius(t2[:, 0]), r.fc_hz(t2[:, 1], fs=self.fs), fs=self.fs)
             warp = r.warp(t2[:, 2]) if self.structure != "traditional" else 0.0
             stretch = self.stretch if self.structure == "stretched" else 1
-            total = total + anp.sum(allpass_phase(w, den2, warp, stretch), axis=0)
+            phases = allpass_phase(w, den2, warp, stretch)
+            if signs is not None:
+                phases = phases * signs[: self.n2, None]
+            total = total + anp.sum(phases, axis=0)
         coefs = []
         if self.n1:
             coefs.append(r.coef(t[self.n2 : self.n2 + self.n1, 0]))
@@ -117,7 +128,11 @@ class _Layout:
             coefs.append(anp.reshape(thiran_coef(1.0 + 0.5 * t[-1, 0]), (1,)))
         if coefs:
             den1 = anp.reshape(anp.concatenate(coefs), (-1, 1))
-            total = total + anp.sum(allpass_phase(w, den1), axis=0)
+            phases = allpass_phase(w, den1)
+            if signs is not None and self.n1:
+                signs1 = np.r_[signs[self.n2 :], np.ones(int(self.delay_shift is not None))]
+                phases = phases * signs1[:, None]
+            total = total + anp.sum(phases, axis=0)
         return total
 
     def cells(self, t):
@@ -125,12 +140,14 @@ class _Layout:
         r = self.ranges
         t = np.asarray(t)
         cells = []
-        for row in t[: self.n2]:
+        flags = self.anticausal or (False,) * (self.n2 + self.n1)
+        for row, anticausal in zip(t[: self.n2], flags):
             warp = float(r.warp(row[2])) if self.structure != "traditional" else 0.0
             stretch = self.stretch if self.structure == "stretched" else 1
-            cells.append(Allpass2(float(r.pole_radius(row[0])), float(r.fc_hz(row[1], fs=self.fs)), warp, stretch))
-        for row in t[self.n2 : self.n2 + self.n1]:
-            cells.append(Allpass1(float(r.coef(row[0]))))
+            cells.append(Allpass2(float(r.pole_radius(row[0])), float(r.fc_hz(row[1], fs=self.fs)), warp, stretch,
+                                  anticausal))
+        for row, anticausal in zip(t[self.n2 : self.n2 + self.n1], flags[self.n2 :]):
+            cells.append(Allpass1(float(r.coef(row[0])), anticausal=anticausal))
         if self.delay_shift is not None:
             samples = self.delay_shift + 1.0 + 0.5 * float(t[-1, 0])
             if abs(samples - round(samples)) < 1e-6:  # an integer delay is an exact shift
@@ -220,15 +237,24 @@ def _equation_error(basis, response, order, weights, *, n_iter):
 
 
 def _sections_from_poles(poles, *, fs, r_max):
-    """Split poles into second-order (R, fc, 0) triples (complex pairs) and first-order coefs (real)."""
+    """Split poles into second-order (R, fc, 0) triples (complex pairs) and first-order coefs (real).
+
+    Poles outside the unit circle are reflected inside (1/conj(p)); the returned flags (second-order
+    ones first, then first-order) say which were outside. An allpass with a pole p outside the circle
+    has, on the circle, the conjugate response of the stable section with pole 1/conj(p) (times a
+    unit constant that cancels over a conjugate pair): an anticausal section realises it exactly, a
+    causal one with the opposite phase.
+    """
     outside = np.abs(poles) >= 1
     poles = poles.copy()
-    poles[outside] = 1.0 / np.conj(poles[outside])  # reflect unstable poles inside
+    poles[outside] = 1.0 / np.conj(poles[outside])
     radius = np.minimum(np.abs(poles), r_max * 0.999)
     angle = np.angle(poles)
-    sections2 = [(r, abs(a) * fs / (2 * np.pi), 0.0) for r, a, p in zip(radius, angle, poles) if p.imag > 1e-9]
-    coefs1 = [-np.sign(p.real) * r for r, p in zip(radius, poles) if abs(p.imag) <= 1e-9]
-    return sections2, coefs1
+    pair = poles.imag > 1e-9
+    real = np.abs(poles.imag) <= 1e-9
+    sections2 = [(r, abs(a) * fs / (2 * np.pi), 0.0) for r, a in zip(radius[pair], angle[pair])]
+    coefs1 = [-np.sign(p.real) * r for r, p in zip(radius[real], poles[real])]
+    return sections2, coefs1, [bool(o) for o in outside[pair]] + [bool(o) for o in outside[real]]
 
 
 def _low_group_delay(w, target_phase, weights):
@@ -315,6 +341,7 @@ def fit_phase(
     lr=0.02,
     ranges=DEFAULT_RANGES,
     prune=True,
+    anticausal=False,
     seed=0,
     callback=None,
 ):
@@ -372,6 +399,13 @@ def fit_phase(
     prune : bool
         Remove sections whose removal does not worsen the fit, and turn sections that have collapsed
         into pure delays into integer delays.
+    anticausal : bool
+        Allow anticausal sections (run backwards in time, offline only; see `apfdsp.Allpass2`). The
+        equation-error design then keeps its poles outside the unit circle as anticausal sections
+        instead of reflecting them into causal ones. A causal allpass has a positive group delay and
+        a phase that starts at 0 or pi: a first-order high-pass (phase pi/2 at low frequencies) or a
+        peaking EQ (negative group delay beside the peak) is out of its reach, and a mixed
+        causal/anticausal cascade follows such phases closely.
     seed : int
         Seed of every random choice: the fit is deterministic for a given seed.
     callback : callable, optional
@@ -444,6 +478,8 @@ def fit_phase(
     delay_search = valid_int(delay_search, "delay_search", minimum=0)
     n_keep = valid_int(n_keep, "n_keep", minimum=0)
     max_iter = valid_int(max_iter, "max_iter", minimum=1)
+    if not isinstance(anticausal, (bool, np.bool_)):
+        raise ParameterError(f"anticausal must be True or False, got {anticausal!r}")
     if delay is not None and (not np.isfinite(delay)):
         raise ParameterError(f"delay must be a finite number of samples or None, got {delay!r}")
     if not isinstance(ranges, ParamRanges):
@@ -508,10 +544,14 @@ def fit_phase(
                     residual = np.exp(1j * (target_phase + w * ((shift or 0) + frac_start * (shift is not None))))
                     for pol in polarities:
                         a = _equation_error(basis, pol * residual, order, weights, n_iter=2)
-                        sections2, coefs1 = _sections_from_poles(np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.r_max)
+                        sections2, coefs1, outside = _sections_from_poles(
+                            np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.r_max)
+                        usable = [fc > ranges.fc_min_hz for _, fc, _ in sections2] + [True] * len(coefs1)
                         sections2 = [(r, fc, lam) for r, fc, _ in sections2 if fc > ranges.fc_min_hz]
                         coefs1 = [(c + lam) / (1.0 + c * lam) for c in coefs1]  # warped 1st order -> plain
-                        layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol, delay_shift=shift)
+                        flags = tuple(o for o, u in zip(outside, usable) if u) if anticausal else ()
+                        layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol, delay_shift=shift,
+                                              anticausal=flags if any(flags) else ())
                         if 2 * layout.n2 + layout.n1 > max_order:
                             continue
                         t = layout.t_from(sections2, coefs1, frac_start)
@@ -571,7 +611,8 @@ def fit_phase(
     settings = {
         "structure": structure, "n_sections": n_sections, "stretch": stretch, "polarity": polarity,
         "delay": delay, "delay_search": delay_search, "min_delay": min_delay, "parameterization": param.name, "optimizer": optimizer, "n_random": n_random,
-        "n_keep": n_keep, "max_iter": max_iter, "lr": lr, "ranges": ranges.to_dict(), "prune": prune, "seed": seed,
+        "n_keep": n_keep, "max_iter": max_iter, "lr": lr, "ranges": ranges.to_dict(), "prune": prune,
+        "anticausal": bool(anticausal), "seed": seed,
     }
     if callback is not None:
         callback("done", len(resolved) + 1, len(resolved) + 1)
@@ -599,13 +640,20 @@ def _better(value, layout, best_value, best_layout):
 
 
 def _without(layout, t, index, *, snap):
-    """Layout and parameters without unit `index`; with `snap`, its delay moves into the delay unit."""
+    """Layout and parameters without unit `index`; with `snap`, its delay (an advance if the unit is
+    anticausal) moves into the delay unit."""
     keep = np.ones(layout.n_units, bool)
     keep[index] = False
     is_second = index < layout.n2
     changes = {"n2": layout.n2 - is_second, "n1": layout.n1 - (not is_second)}
+    flags = list(layout.anticausal)
+    if flags:
+        anticausal = flags.pop(index)
+        changes["anticausal"] = tuple(flags) if any(flags) else ()
+    else:
+        anticausal = False
     if snap:
-        changes["delay_shift"] = layout.delay_shift + (2 if is_second else 1)
+        changes["delay_shift"] = layout.delay_shift + (2 if is_second else 1) * (-1 if anticausal else 1)
     return layout.replace(**changes), t[keep]
 
 
@@ -648,10 +696,11 @@ def _collapse_delays(cells, *, fs, tolerance=1e-6):
     """Replace sections that are pure delays to within `tolerance` by integer delays."""
     out, extra = [], 0
     for cell in cells:
+        sign = -1 if isinstance(cell, (Allpass1, Allpass2)) and cell.anticausal else 1
         if isinstance(cell, Allpass2) and cell.stretch == 1 and cell.warp == 0 and cell.pole_radius < tolerance:
-            extra += 2
+            extra += 2 * sign
         elif isinstance(cell, Allpass1) and cell.stretch == 1 and abs(cell.coef) < tolerance:
-            extra += 1
+            extra += sign
         else:
             out.append(cell)
     if extra:

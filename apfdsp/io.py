@@ -12,6 +12,7 @@ import numbers
 import os
 import secrets
 import shutil
+import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,8 +32,12 @@ __all__ = [
 MODEL_FORMAT = "apfdsp-model"
 """Value of the ``"format"`` key of a model file."""
 
-MODEL_FORMAT_VERSION = 1
-"""Newest model-file format version this apfdsp reads and the one it writes."""
+MODEL_FORMAT_VERSION = 2
+"""Newest model-file format version this apfdsp reads.
+
+`save_model` writes version 1 for causal cascades (the files are as they always were) and version 2
+for cascades with anticausal sections, whose ``"sos_anticausal"`` a version-1 reader would ignore.
+"""
 
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, OSError)
 _EXTENSION_FORMATS = {"aif": "AIFF", "aifc": "AIFF", "oga": "OGG", "opus": "OGG", "wave": "WAV"}
@@ -451,11 +456,231 @@ def _filter_blocks(sos, channels, read, write, progress, total):
     return done
 
 
+# -- anticausal sections: a forward pass into a scratch file, a backward pass, (a copy) ----------------------
+# Formats and subtypes whose files libsndfile writes at any position (checked: blocks written from the last
+# to the first give the same bytes as one sequential write). Others (FLAC, OGG, MP3, ...) get a third pass.
+_SEEKABLE_FORMATS = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "CAF", "AU", "RAW"}
+_SEEKABLE_SUBTYPES = {"PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW"}
+
+
+def _writes_anywhere(format, subtype):
+    return format in _SEEKABLE_FORMATS and subtype in _SEEKABLE_SUBTYPES
+
+
+def _write_at(f, array, offset):
+    """Write the float64 `array` (C order) into the raw file `f` at byte `offset`, all of it."""
+    view = memoryview(np.ascontiguousarray(array, dtype=np.float64)).cast("B")
+    f.seek(offset)
+    while len(view):
+        view = view[f.write(view):]
+
+
+def _read_at(f, shape, offset):
+    """Read float64 samples of `shape` from the raw file `f` at byte `offset`."""
+    block = np.empty(shape)
+    view = memoryview(block.reshape(-1)).cast("B")
+    f.seek(offset)
+    while len(view):
+        got = f.readinto(view)
+        if not got:
+            raise OSError(f"the scratch file ended {len(view)} bytes early")
+        view = view[got:]
+    return block
+
+
+class _Scratch:
+    """The float64 scratch file of the backward pass; only the I/O thread calls its methods.
+
+    It holds the signal in blocks of `block_size` frames (the last one shorter), each stored
+    channel by channel (``(channels, frames)``, the layout `sosfilt` computes in), so that no pass
+    needs a copy of its own to interleave or reverse the samples:
+
+    * ``append(y)``: the forward pass's blocks ``(frames, channels)``, in order;
+    * ``read_backward()``: the blocks from the last to the first, each reversed in time (a view);
+    * ``write_backward(y)``: the filtered reversed blocks, in the same order, back in place as they
+      are (reversed; a block's samples are not needed again once it has been read), or
+      ``place_backward(writer)``: a callable that hands them, in forward time, to
+      ``writer.place(z, start)`` instead;
+    * ``read_forward()``: after ``write_backward``, the blocks from the first, in forward time (a view).
+
+    The readers return an empty block at the end.
+    """
+
+    def __init__(self, f, total, channels, block_size, source):
+        self.f, self.total, self.channels, self.block_size, self.source = f, total, channels, block_size, source
+        self.appended = self.forward = 0
+        self.read_index = self.write_index = -(-total // block_size)  # counting down, one past the block
+
+    def _block(self, k):
+        """(first frame, byte offset, shape) of block `k`."""
+        start = k * self.block_size
+        return start, 8 * self.channels * start, (self.channels, min(self.block_size, self.total - start))
+
+    def append(self, y):
+        expected = min(self.block_size, self.total - self.appended)
+        if len(y) != expected:  # the other passes read this block grid
+            raise AudioError(
+                f"cannot read audio file {self.source!r}: {len(y)} frames read where {expected} were expected "
+                f"({self.total} frames announced)"
+            )
+        _write_at(self.f, y.T, 8 * self.channels * self.appended)
+        self.appended += len(y)
+
+    def read_backward(self):
+        if not self.read_index:
+            return np.empty((0, self.channels))
+        self.read_index -= 1
+        _, offset, shape = self._block(self.read_index)
+        return _read_at(self.f, shape, offset)[:, ::-1].T
+
+    def write_backward(self, y):
+        self.write_index -= 1
+        _write_at(self.f, y.T, self._block(self.write_index)[1])
+
+    def place_backward(self, writer):
+        def place(y):
+            self.write_index -= 1
+            writer.place(y[::-1], self._block(self.write_index)[0])
+        return place
+
+    def read_forward(self):
+        if self.forward * self.block_size >= self.total:
+            return np.empty((0, self.channels))
+        _, offset, shape = self._block(self.forward)
+        self.forward += 1
+        return _read_at(self.f, shape, offset)[:, ::-1].T
+
+
+class _PlacedWriter:
+    """Write blocks of the filtered, not yet shifted signal at their places in the output `fout`.
+
+    ``place(z, start)`` writes the samples ``start, start + 1, ...`` of the signal, ``(frames,
+    channels)`` in forward time (any strides), at ``start + shift`` in the output, cut to its `total`
+    frames; it seeks only when the block does not follow the previous one, so sequential writes suit
+    any format. ``append(z)`` places `z` after the previous `append`. ``zeros(lo, hi)`` fills frames
+    lo to hi of the output (cut to the file). Converts, clips and hands blocks to the disk like
+    `_BlockWriter` (`peak` is kept for the clipping warning).
+    """
+
+    def __init__(self, fout, fd, total, shift, subtype, block_size):
+        self.fout, self.total, self.shift, self.block_size = fout, total, shift, block_size
+        self.fd = fd if hasattr(os, "posix_fadvise") else None
+        self.clips, self.peak = _clips(subtype), 0.0
+        self.dtype = np.float32 if subtype == "FLOAT" else np.float64
+        self.position = self.appended = 0
+
+    def _write(self, start, data):
+        if start != self.position:
+            self.fout.seek(start)
+        self.fout.write(data)
+        self.position = start + len(data)
+        if self.fd is not None:
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # Linux: starts the write-back
+
+    def zeros(self, lo, hi):
+        lo, hi = max(lo, 0), min(hi, self.total)
+        for start in range(lo, hi, self.block_size):
+            self._write(start, np.zeros((min(self.block_size, hi - start), self.fout.channels), self.dtype))
+
+    def place(self, z, start):
+        lo, hi = max(start + self.shift, 0), min(start + len(z) + self.shift, self.total)
+        if lo >= hi:
+            return
+        z = z[lo - self.shift - start : hi - self.shift - start]
+        out = np.empty(z.shape, self.dtype)
+        for channel in range(z.shape[1]):  # one channel at a time: 3x faster than numpy's 2-D transposing copy
+            out[:, channel] = z[:, channel]
+        if self.clips:
+            self.peak = max(self.peak, float(np.max(np.abs(out))))
+            np.clip(out, -1.0, 1.0, out=out)
+        self._write(lo, out)
+
+    def append(self, z):
+        self.place(z, self.appended)
+        self.appended += len(z)
+
+
+def _copy_blocks(read, write, progress, total):
+    """``write(read())`` until `read` returns an empty block, reading on the I/O thread."""
+    io = ThreadPoolExecutor(1, thread_name_prefix="apfdsp-io")
+    try:
+        reading, done = io.submit(read), 0
+        while len(block := reading.result()):
+            reading = io.submit(read)
+            write(block)
+            done += len(block)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        io.shutdown(cancel_futures=True)
+    return done
+
+
+def _check_scratch_space(directory, needed, out_path):
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return
+    if free < needed:
+        raise OutputError(
+            f"cannot write {out_path!r}: the cascade's anticausal sections need a {needed / 1e6:.0f} MB scratch "
+            f"file next to it, but {directory!r} has {free / 1e6:.0f} MB free"
+        )
+
+
+def _apply_anticausal(cascade, fin, in_path, out_path, tmp, format, subtype, block_size, progress):
+    """`apply_file` for a cascade with anticausal sections; returns the output's peak (for the warning).
+
+    A float64 scratch file next to the output (8 bytes per sample) holds the input filtered through
+    ``cascade.sos`` (state carried, pass 1). Pass 2 reads it from the end to the start and filters
+    each block, reversed, through ``cascade.sos_anticausal`` (state carried). Formats libsndfile can
+    write at any position (WAV, AIFF, ...) receive these blocks at their places, shifted by
+    ``cascade.integer_delay``, directly; for the others (FLAC, ...) pass 2 writes them back into the
+    scratch file and pass 3 copies it into the output in order. The scratch file is a
+    `tempfile.TemporaryFile`: on POSIX it is unlinked at once, so nothing is left behind even if the
+    process is killed.
+    """
+    total, channels, shift = fin.frames, fin.channels, cascade.integer_delay
+    directory = os.path.dirname(tmp)
+    _check_scratch_space(directory, 8 * channels * total, out_path)
+    anywhere = _writes_anywhere(format, subtype)
+    passes = 2 if anywhere else 3
+
+    def stage(k):  # progress of pass k (0, 1, 2) as a part of the whole
+        if progress is None:
+            return None
+        return lambda done, _: progress(k * total + done, passes * total)
+
+    base = os.path.basename(out_path)
+    with tempfile.TemporaryFile(dir=directory, prefix=f".{base}.", suffix=".scratch", buffering=0) as f:
+        scratch = _Scratch(f, total, channels, block_size, in_path)
+        done = _filter_blocks(cascade.sos, channels, _BlockReader(fin, in_path, block_size), scratch.append,
+                              stage(0), total)
+        if done != total:
+            raise AudioError(f"cannot read audio file {in_path!r}: {total} frames announced, {done} read")
+        with sf.SoundFile(tmp, "w", fin.samplerate, channels, subtype, format=format) as fout, \
+                open(tmp, "rb") as disk:
+            write = _PlacedWriter(fout, disk.fileno(), total, shift, subtype, block_size)
+            sos = cascade.sos_anticausal
+            if anywhere:
+                write.zeros(total + shift, total)  # the end of an advanced signal (the file has its length at once)
+                _filter_blocks(sos, channels, scratch.read_backward, scratch.place_backward(write), stage(1), total)
+                write.zeros(0, shift)  # the start of a delayed signal
+            else:
+                _filter_blocks(sos, channels, scratch.read_backward, scratch.write_backward, stage(1), total)
+                write.zeros(0, shift)
+                _copy_blocks(scratch.read_forward, write.append, stage(2), total)
+                write.zeros(total + shift, total)
+    return write.peak
+
+
 def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, progress=None):
     """Filter an audio file through `cascade`, block by block, into a new file.
 
     Memory use depends on `block_size`, not on the file length: the filter state is carried
-    from block to block, so the result equals ``cascade.apply`` on the whole signal.
+    from block to block, so the result equals ``cascade.apply`` on the whole signal. Cascades with
+    anticausal sections (``not cascade.causal``), which run backwards in time, are handled too, with
+    a backward pass over a scratch file (see Notes).
 
     Parameters
     ----------
@@ -471,7 +696,9 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
     subtype : str, optional
         Output subtype; by default the input's (which must then suit the output format).
     progress : callable, optional
-        Called as ``progress(done_frames, total_frames)`` after each block is filtered.
+        Called as ``progress(done, total)`` after each block, in frames of the input. With anticausal
+        sections the file is processed in 2 or 3 passes (see Notes), which add up: ``total`` is that
+        many times the frames, and ``done`` grows steadily to it.
 
     Returns
     -------
@@ -486,8 +713,9 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
     ParameterError
         If `block_size` < 1.
     OutputError
-        If `out_path` is `in_path`, cannot be written, or `subtype` does not suit its format. No partial
-        file is left behind.
+        If `out_path` is `in_path`, cannot be written (also: too little free space there for the
+        scratch file of anticausal sections), or `subtype` does not suit its format. No partial or
+        temporary file is left behind.
 
     Warns
     -----
@@ -509,6 +737,17 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
     bit for bit (before the output's own quantisation). Reading and writing run on a second thread,
     overlapped with the filtering.
 
+    Anticausal sections (``cascade.sos_anticausal``) filter the signal from its end to its start,
+    after the causal part and before the shift, as in ``cascade.apply``. The first pass writes the
+    causal part's output, in float64, to a hidden scratch file next to `out_path` (8 bytes per sample
+    and channel: 2.8 GB for an hour of 48 kHz stereo, checked against the free space first). The
+    second pass reads it from the end, block by block, and runs ``sosfilt(cascade.sos_anticausal,
+    ...)`` on each reversed block, carrying the state. WAV, AIFF, CAF, W64, RF64, AU and RAW outputs
+    (PCM, FLOAT or DOUBLE) receive these blocks at their places directly; other formats (FLAC, OGG,
+    ...) get them in a third pass, which copies the scratch file into the output in order. The
+    samples again equal ``cascade.apply`` bit for bit. The scratch file is deleted on every path (on
+    POSIX it has no name at all: it vanishes even if the process is killed).
+
     Examples
     --------
     >>> import os, tempfile
@@ -523,6 +762,14 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
     >>> y, fs, _ = read_audio(dst)
     >>> info["subtype"], bool(np.array_equal(y, cascade.apply(x)))
     ('DOUBLE', True)
+
+    A cascade with an anticausal section (offline only):
+
+    >>> cascade = AllpassCascade([Allpass2(0.9, 1000.0), Allpass2(0.8, 200.0, anticausal=True)], fs=48000)
+    >>> info = apply_file(cascade, src, dst, block_size=1024)
+    >>> y, fs, _ = read_audio(dst)
+    >>> cascade.causal, bool(np.array_equal(y, cascade.apply(x)))
+    (False, True)
     >>> tmp.cleanup()
     """
     if not isinstance(cascade, AllpassCascade):
@@ -530,11 +777,6 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
     block_size = valid_int(block_size, "block_size", minimum=1)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable as progress(done_frames, total_frames), got {progress!r}")
-    if len(getattr(cascade, "sos_anticausal", ())):  # sections run backwards in time (cascade.apply, offline)
-        raise ParameterError(
-            "apply_file cannot run a cascade with anticausal sections yet; filter the whole signal with "
-            "cascade.apply (read_audio, write_audio)"
-        )
     out_path = _path_str(out_path, "out_path")
     in_path, fin = _open_input(in_path)
     with fin:
@@ -546,15 +788,22 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
         total, channels, fs = fin.frames, fin.channels, fin.samplerate
         format, subtype = _output_format(out_path, None, subtype, default_subtype=subtype or fin.subtype)
         with _atomic_output(out_path, inputs=(in_path,)) as tmp:
-            with sf.SoundFile(tmp, "w", fs, channels, subtype, format=format) as fout, open(tmp, "rb") as disk:
-                read = _BlockReader(fin, in_path, block_size)
-                write = _BlockWriter(fout, disk.fileno(), total, cascade.integer_delay, subtype, block_size)
-                done = _filter_blocks(cascade.sos, channels, read, write, progress, total)
-                if done != total:
-                    raise AudioError(f"cannot read audio file {in_path!r}: {total} frames announced, {done} read")
-                write.pad(write.todo)  # the end of an advanced signal
-    if write.peak > 1:
-        _warn_clipping(out_path, subtype, write.peak)
+            if len(cascade.sos_anticausal):  # sections that run backwards in time: a backward pass
+                peak = _apply_anticausal(cascade, fin, in_path, out_path, tmp, format, subtype, block_size, progress)
+            else:
+                with sf.SoundFile(tmp, "w", fs, channels, subtype, format=format) as fout, \
+                        open(tmp, "rb") as disk:
+                    read = _BlockReader(fin, in_path, block_size)
+                    write = _BlockWriter(fout, disk.fileno(), total, cascade.integer_delay, subtype, block_size)
+                    done = _filter_blocks(cascade.sos, channels, read, write, progress, total)
+                    if done != total:
+                        raise AudioError(
+                            f"cannot read audio file {in_path!r}: {total} frames announced, {done} read"
+                        )
+                    write.pad(write.todo)  # the end of an advanced signal
+                peak = write.peak
+    if peak > 1:
+        _warn_clipping(out_path, subtype, peak)
     return {"subtype": subtype, "format": format, "channels": channels, "samplerate": fs, "frames": total}
 
 
@@ -616,11 +865,19 @@ def save_model(path, cascade, *, metadata=None):
 
     Notes
     -----
-    The document holds ``format`` (``"apfdsp-model"``), ``format_version`` (1), ``apfdsp_version``,
-    ``fs``, ``cascade`` (`AllpassCascade.to_dict`), ``sos`` (for readers in other languages),
-    ``integer_delay`` (the shift applied outside the SOS), ``polarity`` and ``metadata``. Floats are
-    written with their shortest round-trip representation, so loading gives the same filter bit
-    for bit.
+    The document holds ``format`` (``"apfdsp-model"``), ``format_version``, ``apfdsp_version``,
+    ``fs``, ``cascade`` (`AllpassCascade.to_dict`), ``sos`` (the causal sections, polarity folded
+    in, for readers in other languages), ``integer_delay`` (the shift applied outside the SOS),
+    ``polarity`` and ``metadata``. Floats are written with their shortest round-trip representation,
+    so loading gives the same filter bit for bit.
+
+    A cascade with anticausal sections (cells with ``"anticausal": true``, run backwards in time)
+    also stores ``sos_anticausal`` (`AllpassCascade.sos_anticausal`) after ``sos``, and its file
+    has ``format_version`` 2, so that a reader of version 1, which knows only ``sos`` and
+    ``integer_delay``, refuses it instead of filtering wrongly. Such a reader's filter is
+    ``y = sosfilt(sos, x)``, then ``y = sosfilt(sos_anticausal, y[::-1])[::-1]``, then the shift
+    by ``integer_delay`` (keeping the length). Files of causal cascades have neither the key nor
+    the new version: they are as they were before anticausal sections existed.
 
     Examples
     --------
@@ -642,13 +899,15 @@ def save_model(path, cascade, *, metadata=None):
         metadata = {}
     if not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    sos_anticausal = cascade.sos_anticausal
     doc = {
         "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
+        "format_version": 2 if len(sos_anticausal) else 1,
         "apfdsp_version": __version__,
         "fs": cascade.fs,
         "cascade": cascade.to_dict(),
         "sos": cascade.sos.tolist(),
+        **({"sos_anticausal": sos_anticausal.tolist()} if len(sos_anticausal) else {}),
         "integer_delay": cascade.integer_delay,
         "polarity": cascade.polarity,
         "metadata": _json_safe(metadata, ""),
@@ -657,6 +916,28 @@ def save_model(path, cascade, *, metadata=None):
     with _atomic_output(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+
+
+def _check_stored_sos(path, key, value, sos):
+    """Refuse a stored SOS (`key` of a model file) that is not rows of 6 numbers or disagrees with `sos`."""
+    try:
+        stored = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        stored = None
+    if stored is None or not (stored.ndim == 2 and stored.shape[1] == 6 or stored.shape == (0,)):
+        raise ModelFileError(f"model file {path!r}: {key!r} must be a list of rows of 6 numbers")
+    stored = stored.reshape(-1, 6)
+    if stored.shape != sos.shape:
+        raise ModelFileError(
+            f"model file {path!r} is corrupt or was edited: stored {key} has shape {stored.shape}, "
+            f"the cells give {sos.shape}"
+        )
+    if not np.allclose(stored, sos, rtol=1e-9, atol=1e-12):
+        worst = float(np.max(np.abs(stored - sos)))
+        raise ModelFileError(
+            f"model file {path!r} is corrupt or was edited: stored {key} disagrees with the cells "
+            f"(max difference {worst:.3g})"
+        )
 
 
 def load_model(path):
@@ -678,8 +959,9 @@ def load_model(path):
     ------
     ModelFileError
         If the file is missing, not JSON, not an apfdsp model, of a newer format version, lacks a
-        key, holds bad cell values, if its stored SOS, delay, polarity or fs disagree with the cells
-        (a corrupt or hand-edited file), or if the filter is unstable.
+        key (``sos_anticausal`` too when the cells include anticausal sections), holds bad cell
+        values, if its stored SOS (``sos``, ``sos_anticausal``), delay, polarity or fs disagree with
+        the cells (a corrupt or hand-edited file), or if the filter is unstable.
 
     See Also
     --------
@@ -730,22 +1012,16 @@ def load_model(path):
     for key, actual in (("integer_delay", cascade.integer_delay), ("polarity", cascade.polarity)):
         if isinstance(doc[key], bool) or doc[key] != actual:
             raise disagree(key, doc[key], actual)
-    sos = cascade.sos
-    try:
-        stored = np.array(doc["sos"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ModelFileError(f"model file {path!r}: 'sos' must be a list of rows of 6 numbers") from None
-    if stored.shape != sos.shape:
+    sos_anticausal = cascade.sos_anticausal
+    if len(sos_anticausal) and "sos_anticausal" not in doc:
         raise ModelFileError(
-            f"model file {path!r} is corrupt or was edited: stored sos has shape {stored.shape}, "
-            f"the cells give {sos.shape}"
+            f"model file {path!r} is corrupt or was edited: its cells include anticausal sections (run "
+            f"backwards in time, {len(sos_anticausal)} SOS row(s)) but it lacks the key 'sos_anticausal' "
+            "that stores them"
         )
-    if not np.allclose(stored, sos, rtol=1e-9, atol=1e-12):
-        worst = float(np.max(np.abs(stored - sos)))
-        raise ModelFileError(
-            f"model file {path!r} is corrupt or was edited: stored sos disagrees with the cells "
-            f"(max difference {worst:.3g})"
-        )
+    _check_stored_sos(path, "sos", doc["sos"], cascade.sos)
+    if "sos_anticausal" in doc:
+        _check_stored_sos(path, "sos_anticausal", doc["sos_anticausal"], sos_anticausal)
     radius = np.abs(cascade.poles())
     if radius.size and np.max(radius) >= 1:
         raise ModelFileError(

@@ -394,6 +394,8 @@ def plot_pole_zero(cascade, *, ax=None):
     Notes
     -----
     Every allpass pole :math:`p` has its zero at :math:`1/p^*`, mirrored in the unit circle.
+    Anticausal sections (run backwards in time) are drawn as the filter they realise: poles outside
+    the unit circle, zeros inside.
 
     Examples
     --------
@@ -408,14 +410,23 @@ def plot_pole_zero(cascade, *, ax=None):
     # padding of first-order sections: a pole and a zero at the origin that cancel
     poles = poles[np.abs(poles) > 1e-12]
     zeros = zeros[np.abs(zeros) > 1e-12]
+    anti_poles = np.array([], complex)
+    if cascade.sos_anticausal.shape[0]:
+        # An anticausal section realises the mirror image 1/conj(.) of the poles and zeros it runs with.
+        anti_zeros, anti_poles, _ = signal.sos2zpk(cascade.sos_anticausal)
+        anti_poles = 1.0 / np.conj(anti_poles[np.abs(anti_poles) > 1e-12])
+        zeros = np.concatenate([zeros, 1.0 / np.conj(anti_zeros[np.abs(anti_zeros) > 1e-12])])
     ax = _new_axes(ax, figsize=(5.5, 5.5))
     theta = np.linspace(0, 2 * np.pi, 512)
     ax.plot(np.cos(theta), np.sin(theta), color="0.3", lw=1, label="unit circle")
-    radii = np.abs(np.concatenate([poles, zeros, [1.0]]))
+    radii = np.abs(np.concatenate([poles, anti_poles, zeros, [1.0]]))
     view = float(min(max(1.25, 1.1 * radii.max()), 2.5))
     inside = np.abs(zeros) <= view
     ax.plot(poles.real, poles.imag, "x", color=_COLORS["model"], ms=9, mew=2, ls="none",
             label=f"poles ({poles.size})")
+    if anti_poles.size:
+        ax.plot(anti_poles.real, anti_poles.imag, "x", color="C1", ms=9, mew=2, ls="none",
+                label=f"anticausal poles ({anti_poles.size}, run backwards)")
     ax.plot(zeros[inside].real, zeros[inside].imag, "o", mfc="none", mec="C3", ms=9, mew=1.6, ls="none",
             label=f"zeros ({zeros.size})")
     notes = []
@@ -429,7 +440,7 @@ def plot_pole_zero(cascade, *, ax=None):
         notes.append(f"+ {-shift}-sample advance (non-causal, not drawn)")
     if cascade.polarity < 0:
         notes.append("+ polarity inversion (gain -1)")
-    if not poles.size:
+    if not poles.size and not anti_poles.size:
         notes.insert(0, "no poles or zeros in the SOS part")
     if notes:
         ax.text(0.02, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize="small", va="bottom",

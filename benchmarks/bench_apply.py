@@ -28,6 +28,14 @@
   so a child of a pytest process holding 400 MB of benchmark audio reports >= 400 MB whatever it does.
   The launcher is small, so its child's reading is clean. The peak is asserted (< 200 MB): unlike
   time it does not depend on the machine's load.
+* **Anticausal sections**: the same two measurements for the same 8 sections with every second one
+  anticausal (run backwards in time; ``cascade.sos`` 5 rows with the Thiran section, ``cascade.sos_anticausal``
+  4 rows). Raw: ``sosfilt(sos, x)`` then ``sosfilt(sos_anticausal, y[..., ::-1])`` on the in-memory array;
+  ``apply_file``: a forward pass into a float64 scratch file and a backward pass that writes the WAV
+  output at its places (``extra_info["throughput_ratio"]``), and, for comparison, the three-pass route
+  that formats such as FLAC take (backward pass into the scratch file, then a copy pass;
+  ``copied_ratio``, forced on the WAV output). The one-hour file gets the same memory measurement
+  (the scratch file is 2.76 GB next to the output: page cache and disk, not resident memory).
 """
 
 import json
@@ -44,6 +52,7 @@ import soundfile as sf
 from scipy import signal
 
 from apfdsp.cascade import Allpass2, AllpassCascade, Delay, Polarity
+import apfdsp.io
 from apfdsp.io import apply_file, save_model
 
 FS = 48000
@@ -53,16 +62,29 @@ MEMORY_TARGET_MB = 200.0
 THROUGHPUT_TARGET = 0.9
 
 
-def make_cascade():
+def make_cascade(anticausal=False):
+    """8 warped sections, a fractional delay, a polarity flip; with `anticausal`, every second section
+    runs backwards in time (the same filter work: 9 SOS rows)."""
     rng = np.random.default_rng(SEED)
     cells = [Allpass2(rng.uniform(0.3, 0.95), float(np.exp(rng.uniform(np.log(50.0), np.log(15000.0)))),
-                      rng.uniform(-0.5, 0.5)) for _ in range(8)]
+                      rng.uniform(-0.5, 0.5), anticausal=anticausal and i % 2 == 1) for i in range(8)]
     return AllpassCascade(cells + [Delay(37.3), Polarity(-1)], fs=FS)
 
 
 @pytest.fixture(scope="module")
 def cascade():
     return make_cascade()
+
+
+@pytest.fixture(scope="module")
+def anticausal_cascade():
+    return make_cascade(anticausal=True)
+
+
+def raw_both(cascade, x):
+    """The whole-array reference of a cascade with anticausal sections, without the shift."""
+    y = signal.sosfilt(cascade.sos, x, axis=-1)
+    return signal.sosfilt(cascade.sos_anticausal, y[..., ::-1], axis=-1)
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +161,46 @@ def test_apply_file_60s_stereo(benchmark, cascade, audio_60s, tmp_path):
         loadavg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)])
 
 
+def test_apply_file_anticausal_60s_stereo(benchmark, anticausal_cascade, audio_60s, tmp_path, monkeypatch):
+    cascade = anticausal_cascade
+    x, in_path = audio_60s
+    out_path = str(tmp_path / "out.wav")
+    rounds = 1 if benchmark.disabled else ROUNDS
+    raw = Timed(raw_both)
+    for _ in range(rounds):
+        raw(cascade, x)
+    load_before = os.getloadavg()[0]
+
+    def remove_output():
+        if os.path.exists(out_path):
+            os.remove(out_path)
+
+    timed = Timed(apply_file)
+    info = benchmark.pedantic(timed, args=(cascade, in_path, out_path), setup=remove_output, rounds=ROUNDS,
+                              iterations=1)
+    y, fs = sf.read(out_path, dtype="float64")
+    expected = cascade.apply(x).astype(np.float32)
+    np.testing.assert_array_equal(y.T, expected)
+    copied = Timed(apply_file)  # the three-pass route of FLAC and other formats, on the same WAV output
+    monkeypatch.setattr(apfdsp.io, "_writes_anywhere", lambda format, subtype: False)
+    for _ in range(rounds):
+        remove_output()
+        copied(cascade, in_path, out_path)
+    monkeypatch.undo()
+    y, fs = sf.read(out_path, dtype="float64")
+    np.testing.assert_array_equal(y.T, expected)
+    assert fs == FS and info["frames"] == x.shape[-1] and info["subtype"] == "FLOAT"
+    (raw_s, raw_cpu), (file_s, file_cpu), (copied_s, copied_cpu) = raw.best(), timed.best(), copied.best()
+    benchmark.extra_info.update(
+        sos_rows=cascade.sos.shape[0], sos_anticausal_rows=cascade.sos_anticausal.shape[0],
+        raw_sosfilt_best_s=round(raw_s, 4), raw_sosfilt_cpu_s=round(raw_cpu, 4),
+        apply_file_best_s=round(file_s, 4), apply_file_cpu_s=round(file_cpu, 4),
+        throughput_ratio=round(raw_s / file_s, 3), copied_best_s=round(copied_s, 4),
+        copied_cpu_s=round(copied_cpu, 4), copied_ratio=round(raw_s / copied_s, 3),
+        frames_per_s=round(x.shape[-1] / file_s),
+        loadavg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+
+
 # -- one hour, peak memory ----------------------------------------------------------------------------------
 HOUR_FRAMES = 3600 * FS
 PERIOD_FRAMES = 10 * FS  # the file repeats one 10 s block of noise (cheap to write; memory does not care)
@@ -174,22 +236,24 @@ LAUNCHER = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def hour_file(tmp_path_factory, cascade):
-    """A one-hour stereo 48 kHz FLOAT WAV written block by block; deleted after the module."""
+def hour_file(tmp_path_factory, cascade, anticausal_cascade):
+    """A one-hour stereo 48 kHz FLOAT WAV written block by block, and the two models; deleted after the module."""
     directory = tmp_path_factory.mktemp("hour")
     path = str(directory / "in_1h.wav")
     block = (0.1 * np.random.default_rng(SEED).standard_normal((PERIOD_FRAMES, 2))).astype(np.float32)
     with sf.SoundFile(path, "w", FS, 2, "FLOAT") as f:
         for _ in range(HOUR_FRAMES // PERIOD_FRAMES):
             f.write(block)
-    model = str(directory / "model.json")
-    save_model(model, cascade)
-    yield path, model, block
+    models = {}
+    for name, model in (("causal", cascade), ("anticausal", anticausal_cascade)):
+        models[name] = str(directory / f"model_{name}.json")
+        save_model(models[name], model)
+    yield path, models, block
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_apply_file_one_hour_peak_memory(benchmark, cascade, hour_file):
-    in_path, model, block = hour_file
+def run_one_hour(benchmark, cascade, model, in_path, block):
+    """Run `apply_file` on the hour in a fresh subprocess; record and check its peak RSS and output."""
     out_path = os.path.join(os.path.dirname(in_path), "out_1h.wav")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
@@ -211,10 +275,27 @@ def test_apply_file_one_hour_peak_memory(benchmark, cascade, hour_file):
     assert report["info"]["frames"] == HOUR_FRAMES
     assert rusage_mb == pytest.approx(peak_mb, rel=0.05)  # the two readings agree
     assert peak_mb < MEMORY_TARGET_MB
-    # streamed state: the last 10 s equal the periodic steady state of the whole-array filter
+    # streamed state: the first and last 10 s equal those of the whole-array filter of 30 s of the same audio
+    # (the causal part is in its periodic steady state after 10 s, and so is the backward part 10 s before the end)
+    steady = cascade.apply(np.tile(block.astype(np.float64).T, 3))
     with sf.SoundFile(out_path) as f:
         assert f.frames == HOUR_FRAMES
+        head = f.read(PERIOD_FRAMES, dtype="float64")
         f.seek(HOUR_FRAMES - PERIOD_FRAMES)
         tail = f.read(PERIOD_FRAMES, dtype="float64")
-    steady = cascade.apply(np.tile(block.astype(np.float64).T, 3))[:, -PERIOD_FRAMES:]
-    np.testing.assert_allclose(tail.T, steady.astype(np.float32), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(head.T, steady[:, :PERIOD_FRAMES].astype(np.float32), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(tail.T, steady[:, -PERIOD_FRAMES:].astype(np.float32), rtol=0, atol=1e-6)
+    os.remove(out_path)
+
+
+def test_apply_file_one_hour_peak_memory(benchmark, cascade, hour_file):
+    in_path, models, block = hour_file
+    run_one_hour(benchmark, cascade, models["causal"], in_path, block)
+
+
+def test_apply_file_anticausal_one_hour_peak_memory(benchmark, anticausal_cascade, hour_file):
+    in_path, models, block = hour_file
+    free = shutil.disk_usage(os.path.dirname(in_path)).free
+    if free < 5e9:
+        pytest.skip(f"needs 4.2 GB free for the output and the scratch file, {free / 1e9:.1f} GB free")
+    run_one_hour(benchmark, anticausal_cascade, models["anticausal"], in_path, block)

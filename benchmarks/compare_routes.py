@@ -18,8 +18,14 @@ Routes (null depth = `apfdsp.metrics.null_depth_db` of ``cascade.apply(dry)`` vs
 * frequency-domain fit: `apfdsp.align.fit_alignment` with its defaults;
 * phase-fit start alone: `fit_audio(init="phase-fit", n_iter=0)`, the frequency-domain fit as
   `fit_audio` runs it (the total delay and a wider delay search);
+* default start alone: `fit_audio(n_iter=0)`, the time-domain equation-error start (or the log-spaced
+  start where that has the lower loss);
+* time-domain training from the log-spaced start: `fit_audio(init="log-spaced")`, sections spread over
+  the band (the default start before the equation-error start);
 * time-domain training: `fit_audio` from the default start;
 * both: `fit_audio(init="phase-fit")`, the phase-fit start refined on the audio.
+
+Each row also names the start `fit_audio` used (`AudioFitResult.init`).
 """
 
 import argparse
@@ -99,26 +105,31 @@ def cases(duration_s, seed=0):
 
 
 def routes(n_iter):
-    """Route name -> function(dry, wet, fs, options) -> AllpassCascade."""
+    """Route name -> function(dry, wet, fs, options) -> (AllpassCascade, start name)."""
 
     def baseline(dry, wet, fs, options):
         est = estimate(dry, wet, fs=fs)
-        return AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []), fs=fs)
+        cells = [Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else [])
+        return AllpassCascade(cells, fs=fs), "-"
 
     def frequency(dry, wet, fs, options):
         fit_options = {"ranges": options["ranges"]} if "ranges" in options else None
-        return fit_alignment(dry, wet, fs=fs, n_sections=options["n_sections"], fit_options=fit_options).cascade
+        result = fit_alignment(dry, wet, fs=fs, n_sections=options["n_sections"], fit_options=fit_options)
+        return result.cascade, "-"
 
     def audio(init, steps):
         def run(dry, wet, fs, options):
-            extra = {"n_first_order": 1} if init == "default" else {}
-            return fit_audio(dry, wet, fs=fs, init=init, n_iter=steps, **extra, **options).cascade
+            extra = {"n_first_order": 1} if init != "phase-fit" else {}
+            result = fit_audio(dry, wet, fs=fs, init=init, n_iter=steps, **extra, **options)
+            return result.cascade, result.init
         return run
 
     return {
         "delay + polarity (GCC-PHAT)": baseline,
         "frequency-domain fit (align)": frequency,
         "phase-fit start alone": audio("phase-fit", 0),
+        "default start alone": audio("default", 0),
+        "time-domain training (log-spaced start)": audio("log-spaced", n_iter),
         "time-domain training (default start)": audio("default", n_iter),
         "both (phase-fit start + time-domain refine)": audio("phase-fit", n_iter),
     }
@@ -129,18 +140,18 @@ def run(duration_s=2.0, n_iter=300, seed=0):
     for case, (dry, wet, fs, options) in cases(duration_s, seed).items():
         for route, fit in routes(n_iter).items():
             start = time.perf_counter()
-            cascade = fit(dry, wet, fs, options)
+            cascade, start_name = fit(dry, wet, fs, options)
             seconds = time.perf_counter() - start
             rows.append({"case": case, "route": route, "null_db": null_depth_db(cascade.apply(dry), wet, fs=fs),
-                         "seconds": seconds, "cells": len(cascade)})
+                         "seconds": seconds, "cells": len(cascade), "start": start_name})
             print(f"{case} | {route}: {rows[-1]['null_db']:.1f} dB, {seconds:.1f} s", flush=True)
     return rows
 
 
 def table(rows):
-    lines = ["| case | route | null depth (dB) | seconds |", "|---|---|---:|---:|"]
+    lines = ["| case | route | start | null depth (dB) | seconds |", "|---|---|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['route']} | {r['null_db']:.1f} | {r['seconds']:.1f} |")
+        lines.append(f"| {r['case']} | {r['route']} | {r['start']} | {r['null_db']:.1f} | {r['seconds']:.1f} |")
     return "\n".join(lines)
 
 

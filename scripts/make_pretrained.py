@@ -114,8 +114,9 @@ def fit_causal(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bi
     """Fit an allpass model to the relative response of (dry, wet) that never advances the dry signal.
 
     `apfdsp.align.fit_alignment` puts the estimated integer delay back into the model even when it is
-    negative (the wet leads), and realises a delay between 0 and 0.5 samples with a one-sample
-    advance: such models cannot be streamed (`apfdsp.io.apply_file`). Here the phase of the whole
+    negative (the wet leads), realises a delay between 0 and 0.5 samples with a one-sample advance,
+    and by default may use anticausal sections: such models apply to files (`apfdsp.io.apply_file`),
+    but cannot run in real time, which a shipped model should. Here the phase of the whole
     relative response (latency included) is fitted; with a latency below one sample there is no delay
     term at all (allpass sections carry sub-sample delays), otherwise the delay starts at the estimate
     and its shift stays >= 0 (`apfdsp.fit_phase`).

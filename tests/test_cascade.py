@@ -349,3 +349,97 @@ def test_from_dict_errors(data, expectation):
     with expectation:
         cascade = AllpassCascade.from_dict(data)
         assert cascade.to_dict()["cells"][0]["type"] == data["cells"][0]["type"]
+
+
+# -- anticausal sections (run backwards in time, offline) ------------------------------------------
+ANTICAUSAL = [
+    pytest.param([Allpass2(0.9, 150.0, anticausal=True), Allpass1(-0.5, anticausal=True),
+                  Allpass2(0.7, 6000.0, 0.4), Delay(3.3), Polarity(-1)], id="mixed"),
+    pytest.param([Allpass2(0.6, 900.0, -0.2, 3, True), Allpass1(0.3, 0.2, 2, True)], id="stretched-warped"),
+    pytest.param([Allpass1(-0.8, anticausal=True), Delay(-4)], id="with-advance"),
+]
+
+
+def _reference_anticausal(cascade, f):
+    """sosfreqz of the causal SOS times the conjugate of the anticausal SOS's, and the shift."""
+    _, causal = signal.sosfreqz(cascade.sos, worN=f, fs=cascade.fs)
+    _, anti = signal.sosfreqz(cascade.sos_anticausal, worN=f, fs=cascade.fs)
+    return causal * np.conj(anti) * np.exp(-1j * 2 * np.pi * f / cascade.fs * cascade.integer_delay)
+
+
+@pytest.mark.parametrize("cells", ANTICAUSAL)
+def test_anticausal_response_is_conjugate_of_its_sos(cells):
+    cascade = AllpassCascade(cells, fs=FS)
+    assert cascade.sos_anticausal.shape[0] >= 1 and not cascade.causal
+    np.testing.assert_allclose(cascade.response(F), _reference_anticausal(cascade, F), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(np.abs(cascade.response(F)), 1.0, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cells", ANTICAUSAL)
+def test_anticausal_group_delay_is_negative_of_its_rows(cells):
+    cascade = AllpassCascade(cells, fs=FS)
+    f = F[1:-1]
+    w = 2 * np.pi * f / FS
+    rows = lambda sos: sum((signal.group_delay((row[:3], row[3:]), w=w)[1] for row in sos), np.zeros_like(w))
+    expected = rows(cascade.sos) - rows(cascade.sos_anticausal) + cascade.integer_delay
+    np.testing.assert_allclose(cascade.group_delay(f), expected, rtol=1e-6, atol=1e-9)
+    df = 1e-3
+    fd = -(cascade.phase(f + df) - cascade.phase(f - df)) / (2 * np.pi * 2 * df / FS)
+    np.testing.assert_allclose(cascade.group_delay(f), fd, rtol=1e-6, atol=1e-7)
+    # a lone anticausal section has a negative group delay everywhere
+    lone = AllpassCascade([Allpass2(0.9, 1000.0, anticausal=True)], fs=FS)
+    assert np.all(lone.group_delay(f) < 0)
+
+
+@pytest.mark.parametrize("cells", ANTICAUSAL)
+def test_anticausal_apply_matches_frequency_response(cells, rng):
+    """Filtering equals multiplying the spectrum by the response (circular, with zero padding on
+    both sides long enough for the causal tail and the anticausal pre-ringing to decay)."""
+    cascade = AllpassCascade(cells, fs=FS)
+    pad = 8192
+    x = np.r_[np.zeros(pad), rng.standard_normal(2000), np.zeros(pad)]
+    y = cascade.apply(x)
+    f = np.fft.rfftfreq(x.size, 1 / FS)
+    expected = np.fft.irfft(np.fft.rfft(x) * cascade.response(f), x.size)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-9)
+    # and it is sosfilt forwards, then sosfilt of the anticausal SOS on the reversed signal
+    forward = signal.sosfilt(cascade.sos, x)
+    both = signal.sosfilt(cascade.sos_anticausal, forward[::-1])[::-1]
+    np.testing.assert_allclose(y, _reference_apply(AllpassCascade([Delay(cascade.integer_delay)], fs=FS), both),
+                               rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cells", ANTICAUSAL)
+def test_anticausal_poles_of_what_runs_are_inside(cells):
+    cascade = AllpassCascade(cells, fs=FS)
+    poles = cascade.poles()
+    assert poles.size > 0 and np.all(np.abs(poles) < 1)
+
+
+@pytest.mark.parametrize("cells", ANTICAUSAL)
+def test_anticausal_cannot_stream_and_roundtrips(cells):
+    cascade = AllpassCascade(cells, fs=FS)
+    with pytest.raises(ParameterError, match="anticausal|advances"):
+        cascade.apply(np.ones(16), zi=cascade.initial_state((16,)))
+    data = json.loads(json.dumps(cascade.to_dict()))
+    assert AllpassCascade.from_dict(data) == cascade
+    assert any(entry.get("anticausal") is True for entry in data["cells"])
+    assert "anticausal" in repr(cascade)
+
+
+def test_causal_cells_do_not_write_the_anticausal_key():
+    data = AllpassCascade([Allpass2(0.5, 100.0), Allpass1(0.2)], fs=FS).to_dict()
+    assert all("anticausal" not in entry for entry in data["cells"])
+    assert AllpassCascade([Allpass1(0.2)], fs=FS).causal
+    assert AllpassCascade([Allpass1(0.2)], fs=FS).sos_anticausal.shape == (0, 6)
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None, 0.0])
+def test_anticausal_must_be_bool(bad):
+    with pytest.raises(ParameterError, match="anticausal must be True or False"):
+        Allpass2(0.5, 100.0, anticausal=bad)
+    with pytest.raises(ParameterError, match="anticausal must be True or False"):
+        Allpass1(0.5, anticausal=bad)
+    entry = {"type": "allpass1", "coef": 0.5, "anticausal": bad}
+    with pytest.raises(ParameterError, match="anticausal"):
+        AllpassCascade.from_dict({"fs": FS, "cells": [entry]})

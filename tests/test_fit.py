@@ -246,3 +246,42 @@ def test_parameter_validation(kwargs, expectation):
     with expectation:
         result = fit_phase(call.pop("freqs"), call.pop("target"), **call)
         assert result.phase_error_rad < 1e-6
+
+
+# -- anticausal sections --------------------------------------------------------------------------
+MIXED_TRUTHS = {
+    "two-way": [Allpass2(0.9, 300.0, anticausal=True), Allpass2(0.8, 3000.0), Allpass1(-0.6)],
+    "anticausal-only": [Allpass2(0.85, 1200.0, anticausal=True), Allpass1(0.4, anticausal=True), Polarity(-1)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIXED_TRUTHS))
+def test_anticausal_target_is_recovered_with_anticausal_sections(name):
+    truth = AllpassCascade(MIXED_TRUTHS[name], fs=FS)
+    result = fit_phase(F, truth.phase(F), fs=FS, n_sections=3, anticausal=True)
+    assert result.phase_error_rad < 1e-6
+    assert any(getattr(c, "anticausal", False) for c in result.cascade)
+    assert np.all(np.abs(result.cascade.poles()) < 1)
+    assert result.settings["anticausal"] is True
+    # a causal cascade cannot follow a phase that rises (negative group delay)
+    causal = fit_phase(F, truth.phase(F), fs=FS, n_sections=3)
+    assert not any(getattr(c, "anticausal", False) for c in causal.cascade)
+    assert causal.phase_error_rad > 100 * result.phase_error_rad
+
+
+def test_first_order_highpass_phase_needs_anticausal_sections():
+    """The phase of a first-order high-pass (pi/2 at low frequencies, falling to 0) is out of reach of
+    a causal allpass (its phase starts at 0 or pi and each section turns by pi or 2 pi)."""
+    from scipy import signal as sps
+
+    b, a = sps.butter(1, 200.0, "highpass", fs=FS)
+    _, h = sps.freqz(b, a, worN=F, fs=FS)
+    causal = fit_phase(F, h, fs=FS, n_sections=4)
+    mixed = fit_phase(F, h, fs=FS, n_sections=4, anticausal=True)
+    assert causal.phase_error_rad > 0.05
+    assert mixed.phase_error_rad < 0.2 * causal.phase_error_rad
+
+
+def test_anticausal_must_be_bool():
+    with pytest.raises(ParameterError, match="anticausal"):
+        fit_phase(F, GOOD_TARGET, fs=FS, anticausal="yes")

@@ -1,6 +1,5 @@
 """Tests for apfdsp.io: audio read/write, streaming apply_file, model files."""
 
-import dataclasses
 import json
 import os
 import threading
@@ -401,15 +400,249 @@ def test_apply_file_clip_warning(tmp_path, cascade):
     assert np.max(np.abs(read_audio(tmp_path / "out.wav")[0])) <= 1
 
 
-def test_apply_file_refuses_anticausal_sections(tmp_path, rng):
-    if "anticausal" not in {f.name for f in dataclasses.fields(Allpass1)}:
-        pytest.skip("this AllpassCascade has no anticausal sections")
+# -- apply_file: anticausal sections (a backward pass over a scratch file) ---------------------------------
+def anticausal_cascade(delay=5.0):
+    """Causal and anticausal sections of both orders, a polarity flip and a (fractional) delay."""
+    cells = [Allpass2(0.9, 1000.0, 0.3), Allpass1(-0.5, anticausal=True), Allpass2(0.97, 150.0, 0.1, anticausal=True),
+             Allpass2(0.6, 6000.0, anticausal=True), Polarity(-1)]
+    cascade = AllpassCascade(cells + ([Delay(delay)] if delay else []), fs=FS)
+    assert not cascade.causal and cascade.sos_anticausal.shape == (3, 6)
+    return cascade
+
+
+@pytest.fixture
+def two_ways(monkeypatch):
+    """Set how the backward pass reaches the output: "placed" (written at its places, as WAV is) or
+    "copied" (through a third pass, as FLAC is). Returns the number of passes."""
+    def choose(way):
+        monkeypatch.setattr(apio, "_writes_anywhere", lambda format, subtype: way == "placed")
+        return 2 if way == "placed" else 3
+    return choose
+
+
+def open_fds():
+    """This process's open file descriptors (Linux), to check that the scratch file is closed."""
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
+@pytest.mark.parametrize("way", ["placed", "copied"])
+@pytest.mark.parametrize("block_size", [1, 7, 1000, 2003, 131072])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_apply_file_anticausal_equals_offline(tmp_path, rng, two_ways, way, block_size, channels):
+    n = 2003  # prime: no block size from 2 to n - 1 divides it
+    passes = two_ways(way)
+    cascade = anticausal_cascade(12.6)
+    x = noise(rng, channels, n)
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio(src, x, FS, subtype="FLOAT")
+    x_file, _, _ = read_audio(src)
+    calls, fds = [], open_fds()
+    info = apply_file(cascade, src, dst, block_size=block_size, subtype="DOUBLE",
+                      progress=lambda done, total: calls.append((done, total)))
+    y, fs, out_info = read_audio(dst)
+    assert fs == FS and y.shape == x.shape and info == out_info and info["frames"] == n
+    expected = cascade.apply(x_file)
+    np.testing.assert_array_equal(y, expected)  # bit for bit: the same two sosfilt, their states carried
+    causal_only = AllpassCascade([c for c in cascade if not getattr(c, "anticausal", False)], fs=FS)
+    assert not np.allclose(y, causal_only.apply(x_file), atol=1e-3)  # the backward pass did something
+    assert calls[-1] == (passes * n, passes * n) and len(calls) == passes * -(-n // block_size)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and {t for _, t in calls} == {passes * n}
+    assert listing(tmp_path) == ["in.wav", "out.wav"] and io_threads() == [] and open_fds() == fds
+
+
+@pytest.mark.parametrize("way", ["placed", "copied"])
+@pytest.mark.parametrize("delay", [-3.0, -7.3, -250.0, 999.0, 1000.0, 5000.5, -999.0, -1000.0, -5000.0])
+def test_apply_file_anticausal_shifts(tmp_path, rng, two_ways, way, delay):
+    two_ways(way)
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio(src, noise(rng, 2, 1000), FS, subtype="DOUBLE")
+    x = read_audio(src)[0]
+    cascade = anticausal_cascade(delay)
+    apply_file(cascade, src, dst, block_size=300)
+    y, _, info = read_audio(dst, allow_silent=True)
+    assert info["frames"] == 1000 and y.shape == x.shape
+    np.testing.assert_array_equal(y, cascade.apply(x))
+    assert np.any(y) == (abs(cascade.integer_delay) < 1000)  # a shift by the file's length leaves silence
+
+
+@pytest.mark.parametrize(
+    "name, subtype, way",
+    [("out.wav", "PCM_16", "placed"), ("out.wav", "PCM_24", "placed"), ("out.wav", "FLOAT", "placed"),
+     ("out.wav", "PCM_16", "copied"), ("out.wav", "FLOAT", "copied"), ("out.aiff", "PCM_24", "placed"),
+     ("out.flac", "PCM_16", "copied"), ("out.flac", "PCM_24", "copied")],
+)
+def test_apply_file_anticausal_output_subtypes(tmp_path, rng, monkeypatch, name, subtype, way):
+    """The output equals `cascade.apply` on the whole signal, rounded to the output subtype by
+    `write_audio`: the same samples (and for WAV and AIFF the same bytes), whichever way it is written."""
+    if way == "copied" and not name.endswith(".flac"):
+        monkeypatch.setattr(apio, "_writes_anywhere", lambda format, subtype: False)
+    cascade = anticausal_cascade(-4.2)
+    src, dst, ref = tmp_path / "in.wav", tmp_path / name, tmp_path / ("ref" + os.path.splitext(name)[1])
+    write_audio(src, noise(rng, 2, 7001, scale=0.1), FS, subtype="PCM_24")
+    x = read_audio(src)[0]
+    info = apply_file(cascade, src, dst, block_size=1024, subtype=subtype)
+    write_audio(ref, cascade.apply(x), FS, subtype=subtype)
+    assert info["subtype"] == subtype and info["format"] == sf.info(str(ref)).format
+    y, y_ref = read_audio(dst)[0], read_audio(ref)[0]
+    np.testing.assert_array_equal(y, y_ref)
+    if not name.endswith(".flac"):
+        assert dst.read_bytes() == ref.read_bytes()
+    quantum = {"PCM_16": 2.0**-15, "PCM_24": 2.0**-23, "FLOAT": 1e-7}[subtype]
+    np.testing.assert_allclose(y, cascade.apply(x), rtol=0, atol=quantum)
+
+
+def test_apply_file_anticausal_placed_for_wav_copied_for_flac(tmp_path, rng, monkeypatch):
+    calls = []
+    real = apio._Scratch.read_forward
+    monkeypatch.setattr(apio._Scratch, "read_forward", lambda self: calls.append(1) or real(self))
     src = tmp_path / "in.wav"
-    write_audio(src, noise(rng, 1, 100), FS)
-    cascade = AllpassCascade([Allpass1(0.5), Allpass1(-0.3, anticausal=True)], fs=FS)
-    with pytest.raises(ParameterError, match="anticausal"):
-        apply_file(cascade, src, tmp_path / "o.wav")
+    write_audio(src, noise(rng, 1, 3000), FS, subtype="PCM_24")
+    apply_file(anticausal_cascade(), src, tmp_path / "out.wav", block_size=1000)
+    assert calls == []  # WAV: no third pass
+    apply_file(anticausal_cascade(), src, tmp_path / "out.flac", block_size=1000)
+    assert len(calls) == 4  # FLAC: the third pass read 3 blocks, then the end
+    assert apio._writes_anywhere("WAV", "PCM_24") and not apio._writes_anywhere("FLAC", "PCM_24")
+
+
+def test_apply_file_anticausal_scratch_next_to_output(tmp_path, rng, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    src, dst = tmp_path / "a" / "in.wav", tmp_path / "b" / "out.wav"
+    write_audio(src, noise(rng, 2, 3000), FS)
+    real, made = apio.tempfile.TemporaryFile, []
+
+    def recording(*args, **kwargs):
+        made.append(kwargs["dir"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(apio.tempfile, "TemporaryFile", recording)
+    apply_file(anticausal_cascade(), src, dst, block_size=1000)
+    assert made == [str(tmp_path / "b")]
+    assert listing(tmp_path / "a") == ["in.wav"] and listing(tmp_path / "b") == ["out.wav"]
+
+
+def test_apply_file_anticausal_refuses_without_scratch_space(tmp_path, rng, monkeypatch):
+    src = tmp_path / "in.wav"
+    write_audio(src, noise(rng, 2, 3000), FS)
+    usage = apio.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(apio.shutil, "disk_usage", lambda path: usage._replace(free=47_000))
+    with pytest.raises(OutputError, match=r"out\.wav'.*anticausal sections need a 0 MB scratch file .* 0 MB free"):
+        apply_file(anticausal_cascade(), src, tmp_path / "out.wav")  # needs 48 000 bytes
     assert listing(tmp_path) == ["in.wav"]
+    apply_file(AllpassCascade([Allpass1(0.5)], fs=FS), src, tmp_path / "out.wav")  # causal: no scratch file
+
+
+def _fail_on_call(monkeypatch, owner, name, after, error):
+    """Make ``owner.name`` raise `error` from its (after + 1)-th call on; returns the list of calls."""
+    real, calls = getattr(owner, name), []
+
+    def failing(*args, **kwargs):
+        calls.append(args)
+        if len(calls) > after:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, failing)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "way, where, error, raised",
+    [
+        ("placed", "read input", RuntimeError("simulated read failure"), AudioError),
+        ("placed", "scratch write", OSError(28, "No space left on device"), OutputError),
+        ("copied", "scratch write", OSError(28, "No space left on device"), OutputError),
+        ("placed", "scratch read", OSError(5, "Input/output error"), OutputError),
+        ("copied", "scratch read", OSError(5, "Input/output error"), OutputError),  # in pass 3
+        ("placed", "output write", RuntimeError("simulated write failure"), RuntimeError),
+        ("copied", "output write", RuntimeError("simulated write failure"), RuntimeError),
+    ],
+)
+def test_apply_file_anticausal_failure_leaves_nothing(tmp_path, rng, monkeypatch, two_ways, way, where, error,
+                                                       raised):
+    two_ways(way)
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio(src, noise(rng, 2, 5000), FS)
+    dst.write_bytes(b"old output")
+    owner, name, after = {
+        "read input": (sf.SoundFile, "read", 2),
+        "scratch write": (apio, "_write_at", 3 if way == "placed" else 7),  # 5 blocks in pass 1, then pass 2
+        "scratch read": (apio, "_read_at", 3 if way == "placed" else 8),  # pass 2 reads 5 blocks + the end
+        "output write": (sf.SoundFile, "write", 2),
+    }[where]
+    calls = _fail_on_call(monkeypatch, owner, name, after, error)
+    fds = open_fds()
+    with pytest.raises(raised, match=str(error.args[-1])):
+        apply_file(anticausal_cascade(), src, dst, block_size=1000)
+    assert len(calls) == after + 1
+    assert listing(tmp_path) == ["in.wav", "out.wav"] and dst.read_bytes() == b"old output"
+    assert io_threads() == [] and open_fds() == fds
+
+
+@pytest.mark.parametrize("way, stop_at", [("placed", 1000), ("placed", 6000), ("copied", 1000), ("copied", 6000),
+                                          ("copied", 12000)])  # 5000 frames: in pass 1, 2, 3
+def test_apply_file_anticausal_interrupted(tmp_path, rng, two_ways, way, stop_at):
+    two_ways(way)
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio(src, noise(rng, 1, 5000), FS)
+    seen = []
+
+    def stop(done, total):
+        seen.append(done)
+        if done >= stop_at:
+            raise KeyboardInterrupt
+
+    fds = open_fds()
+    with pytest.raises(KeyboardInterrupt):
+        apply_file(anticausal_cascade(), src, dst, block_size=1000, progress=stop)
+    assert seen[-1] == stop_at
+    assert listing(tmp_path) == ["in.wav"] and io_threads() == [] and open_fds() == fds
+
+
+def test_apply_file_anticausal_non_finite_and_short_input(tmp_path, rng, monkeypatch):
+    x = noise(rng, 1, 3000)
+    x[2500] = np.nan
+    sf.write(tmp_path / "nan.wav", x, FS, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"NaN or Inf samples \(in frames 2000-2999\)"):
+        apply_file(anticausal_cascade(), tmp_path / "nan.wav", tmp_path / "out.wav", block_size=1000)
+    write_audio(tmp_path / "in.wav", noise(rng, 1, 5000), FS)
+    monkeypatch.setattr(sf.SoundFile, "frames", property(lambda self: 5010))
+    with pytest.raises(AudioError, match=r"in\.wav'.*5010 frames announced, 5000 read"):
+        apply_file(anticausal_cascade(), tmp_path / "in.wav", tmp_path / "out.wav", block_size=1000)
+    monkeypatch.undo()
+    real_read, calls = sf.SoundFile.read, []
+
+    def short_second_read(self, frames, **kwargs):  # the scratch file's block grid needs full blocks
+        calls.append(frames)
+        return real_read(self, frames // 2 if len(calls) == 2 else frames, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", short_second_read)
+    with pytest.raises(AudioError, match=r"in\.wav': 500 frames read where 1000 were expected \(5000 frames announced"):
+        apply_file(anticausal_cascade(), tmp_path / "in.wav", tmp_path / "out.wav", block_size=1000)
+    assert listing(tmp_path) == ["in.wav", "nan.wav"] and io_threads() == []
+
+
+def test_apply_file_anticausal_refuses_to_overwrite_input(tmp_path, rng):
+    src = tmp_path / "in.wav"
+    write_audio(src, noise(rng, 1, 1000), FS)
+    before = src.read_bytes()
+    with pytest.raises(OutputError, match="it is the input file"):
+        apply_file(anticausal_cascade(), src, src)
+    assert src.read_bytes() == before and listing(tmp_path) == ["in.wav"]
+
+
+@pytest.mark.parametrize("way", ["placed", "copied"])
+def test_apply_file_anticausal_clip_warning(tmp_path, two_ways, way):
+    two_ways(way)
+    x = 0.9 * np.sign(np.sin(2 * np.pi * 200 * np.arange(4000) / FS))
+    write_audio(tmp_path / "in.wav", x, FS, subtype="PCM_16")
+    cascade = anticausal_cascade()
+    expected = cascade.apply(read_audio(tmp_path / "in.wav")[0])
+    assert np.max(np.abs(expected)) > 1
+    with pytest.warns(UserWarning, match=f"clips: peak .x. = {np.max(np.abs(expected)):.4g} > 1"):
+        apply_file(cascade, tmp_path / "in.wav", tmp_path / "out.wav", block_size=1000)
+    y = read_audio(tmp_path / "out.wav")[0]
+    np.testing.assert_allclose(y, np.clip(expected, -1, 1), rtol=0, atol=2.0**-15)
 
 
 def test_apply_file_bad_arguments(tmp_path, rng, cascade):
@@ -451,6 +684,47 @@ def test_model_round_trip_bit_exact(tmp_path, rng):
     assert type(meta["n_iter"]) is int
     assert listing(tmp_path) == ["model.json"]
     assert path.read_text().startswith('{\n  "format"')  # indent=2
+
+
+def test_model_round_trip_anticausal(tmp_path, rng):
+    cells = [Allpass2(0.9, 1000.0, 0.3),
+             Allpass2(rng.uniform(0, 0.99), rng.uniform(20, 20000), 0.2, 2, anticausal=True),
+             Allpass1(1 / 3, anticausal=True), Allpass1(-0.5), Delay(-7.3), Polarity(-1)]
+    cascade = AllpassCascade(cells, fs=FS)
+    path = tmp_path / "model.json"
+    save_model(path, cascade, metadata={"how": "test"})
+    loaded, meta = load_model(path)
+    assert loaded == cascade and not loaded.causal and meta == {"how": "test"}
+    assert np.array_equal(loaded.sos, cascade.sos) and np.array_equal(loaded.sos_anticausal, cascade.sos_anticausal)
+    doc = json.loads(path.read_text())
+    assert doc["format_version"] == 2  # a version-1 reader (sos + integer_delay only) refuses it
+    assert list(doc)[:7] == ["format", "format_version", "apfdsp_version", "fs", "cascade", "sos", "sos_anticausal"]
+    assert np.array_equal(np.array(doc["sos_anticausal"]), cascade.sos_anticausal)  # bit-exact
+    assert [cell.get("anticausal", False) for cell in doc["cascade"]["cells"]] == [False, True, True, False, False,
+                                                                                     False]
+    # what the Notes of save_model tell readers in other languages to do
+    from scipy import signal
+    x = rng.standard_normal(3000)
+    y = signal.sosfilt(doc["sos"], x)
+    y = signal.sosfilt(doc["sos_anticausal"], y[::-1])[::-1]
+    y = np.concatenate([y[-doc["integer_delay"]:], np.zeros(-doc["integer_delay"])])
+    np.testing.assert_array_equal(y, cascade.apply(x))
+
+
+def test_causal_model_files_unchanged(tmp_path, monkeypatch):
+    """Causal cascades are saved as before anticausal sections existed: version 1, no new key, and the
+    shipped pretrained files are re-created byte for byte."""
+    import glob
+
+    paths = sorted(glob.glob(os.path.join(os.path.dirname(apio.__file__), "pretrained", "*.json")))
+    assert len(paths) >= 7
+    for path in paths:
+        cascade, metadata = load_model(path)
+        doc = json.loads(open(path, encoding="utf-8").read())
+        assert doc["format_version"] == 1 and "sos_anticausal" not in doc and cascade.causal
+        monkeypatch.setattr(apio, "__version__", doc["apfdsp_version"])
+        save_model(tmp_path / "again.json", cascade, metadata=metadata)
+        assert (tmp_path / "again.json").read_bytes() == open(path, "rb").read(), path
 
 
 def test_save_model_refuses_unsafe_metadata(tmp_path, cascade):
@@ -498,7 +772,7 @@ def _nudge_sos(d):
     [
         (_set("format", "something-else"), "not an apfdsp model file"),
         (_del("format"), "not an apfdsp model file"),
-        (_set("format_version", 2), "format_version 2, newer than .* upgrade apfdsp"),
+        (_set("format_version", 3), "format_version 3, newer than .* upgrade apfdsp"),
         (_set("format_version", "1"), "format_version must be a positive integer"),
         (_del("sos"), "missing the key.*'sos'"),
         (_del("cascade"), "missing the key.*'cascade'"),
@@ -520,6 +794,69 @@ def test_load_model_errors(model_doc, change, match):
     path, doc = model_doc
     _edit(path, doc, change)
     with pytest.raises(ModelFileError, match=match):
+        load_model(path)
+
+
+@pytest.fixture
+def anticausal_model_doc(tmp_path):
+    cascade = AllpassCascade([Allpass2(0.9, 1000.0, 0.3), Allpass1(-0.5, anticausal=True),
+                              Allpass2(0.8, 300.0, anticausal=True), Delay(-2.3)], fs=FS)
+    path = tmp_path / "model.json"
+    save_model(path, cascade)
+    return path, json.loads(path.read_text())
+
+
+def _nudge(key):
+    def change(d):
+        d[key][0][4] *= 1 + 1e-6
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (_del("sos_anticausal"), r"model\.json' is corrupt or was edited: its cells include anticausal sections "
+                                 r"\(run backwards in time, 2 SOS row\(s\)\) but it lacks the key 'sos_anticausal'"),
+        (_nudge("sos_anticausal"), r"stored sos_anticausal disagrees with the cells \(max difference"),
+        (lambda d: d["sos_anticausal"].pop(), r"stored sos_anticausal has shape \(1, 6\), the cells give \(2, 6\)"),
+        (_set("sos_anticausal", []), r"stored sos_anticausal has shape \(0, 6\), the cells give \(2, 6\)"),
+        (_set("sos_anticausal", [[1, 2], [3]]), "'sos_anticausal' must be a list of rows of 6 numbers"),
+        (_set("sos_anticausal", "none"), "'sos_anticausal' must be a list of rows of 6 numbers"),
+        (_set("sos_anticausal", [[0.5] * 5] * 2), "'sos_anticausal' must be a list of rows of 6 numbers"),
+        (lambda d: d["sos_anticausal"][1].__setitem__(0, None), "stored sos_anticausal disagrees"),  # null: NaN
+        (lambda d: d["sos_anticausal"][1].__setitem__(3, float("nan")), "stored sos_anticausal disagrees"),
+        # the rows of the two parts swapped, or an anticausal flag dropped: the stored rows no longer fit
+        (lambda d: d.update(sos=d["sos_anticausal"], sos_anticausal=d["sos"]), "stored sos disagrees"),
+        (lambda d: d["cascade"]["cells"][1].pop("anticausal"),
+         r"stored sos has shape \(2, 6\), the cells give \(3, 6\)"),
+        (lambda d: d["cascade"]["cells"][0].__setitem__("anticausal", True), r"stored sos has shape \(2, 6\), "
+                                                                            r"the cells give \(1, 6\)"),
+        (_set("format_version", 3), "format_version 3, newer"),
+    ],
+)
+def test_load_model_anticausal_errors(anticausal_model_doc, change, match):
+    path, doc = anticausal_model_doc
+    _edit(path, doc, change)
+    with pytest.raises(ModelFileError, match=match):
+        load_model(path)
+
+
+def test_load_model_sos_anticausal_on_a_causal_model(model_doc):
+    path, doc = model_doc
+    _edit(path, doc, _set("sos_anticausal", []))  # empty: agrees with the cells
+    assert load_model(path)[0].causal
+    _edit(path, doc, _set("sos_anticausal", [[1.0, 0.5, 0, 1.0, 0.5, 0]]))
+    with pytest.raises(ModelFileError, match=r"stored sos_anticausal has shape \(1, 6\), the cells give \(0, 6\)"):
+        load_model(path)
+
+
+def test_load_model_anticausal_flag_added_by_hand(model_doc):
+    path, doc = model_doc
+    _edit(path, doc, _set_cell("anticausal", True))  # the stored rows are all causal
+    with pytest.raises(ModelFileError, match="lacks the key 'sos_anticausal'"):
+        load_model(path)
+    _edit(path, doc, _set_cell("anticausal", "yes"))
+    with pytest.raises(ModelFileError, match="bad cascade: .*anticausal must be True or False"):
         load_model(path)
 
 

@@ -220,3 +220,20 @@ def test_mix_report_consistent(noise):
     assert rep["residual_delay_samples"] == residual_delay(noise, y, fs=FS)
     # a 1.5-sample delay with a 0.2 rad phase shift: misaligned enough that the null is shallow
     assert -10 < rep["null_db"] < -1
+
+
+@pytest.mark.parametrize("fs", [48000, 44100, 8000])
+@pytest.mark.parametrize("lead", [(), (2,), (3, 1)], ids=["mono", "stereo", "3x1"])
+def test_metric_stft_equals_shorttimefft(fs, lead, rng):
+    """The metrics' batched STFT has ShortTimeFFT's frames and values (it only avoids its frame loop)."""
+    from scipy import signal as sps
+
+    from apfdsp.metrics import _metric_stft
+
+    nfft, hop = stft_settings(fs)
+    for n in (nfft // 2, nfft // 2 + 1, nfft, 3 * nfft + 17, 300 * hop + 5):
+        x = rng.standard_normal(lead + (n,))
+        ref = sps.ShortTimeFFT(sps.windows.hann(nfft, sym=False), hop, fs).stft(x, axis=-1)
+        got = _metric_stft(x, fs)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * np.abs(ref).max())

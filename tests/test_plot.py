@@ -233,3 +233,14 @@ def test_align_report(tmp_path, aligned_pair):
 def test_align_report_type_error(tmp_path):
     with pytest.raises(TypeError, match="AlignResult"):
         align_report({}, np.ones(10), np.ones(10), tmp_path / "r.png", fs=FS)
+
+
+def test_plot_pole_zero_draws_anticausal_poles_outside():
+    cascade = AllpassCascade([Allpass2(0.9, 500.0), Allpass2(0.8, 3000.0, anticausal=True)], fs=FS)
+    ax = plot_pole_zero(cascade)
+    assert "anticausal poles (2, run backwards)" in _legend_texts(ax)
+    anti_line = [line for line in ax.get_lines() if line.get_label().startswith("anticausal")][0]
+    drawn = np.sort_complex(anti_line.get_xdata() + 1j * anti_line.get_ydata())
+    p = 0.8 * np.exp(2j * np.pi * 3000.0 / FS)
+    np.testing.assert_allclose(drawn, np.sort_complex(1 / np.conj([p, np.conj(p)])), atol=1e-12)
+    assert np.all(np.abs(drawn) > 1)

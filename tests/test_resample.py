@@ -12,6 +12,7 @@ CASCADES = {
     "first-order+polarity": AllpassCascade([Allpass1(-0.9957), Polarity(-1)], fs=FS),
     "second+first+delay": AllpassCascade([Allpass2(0.9, 1000.0), Allpass1(-0.5), Delay(160.0)], fs=FS),
     "warped pair": AllpassCascade([Allpass2(0.95, 300.0, 0.3), Allpass2(0.7, 6000.0)], fs=FS),
+    "anticausal": AllpassCascade([Allpass2(0.9, 700.0, anticausal=True), Allpass1(-0.8), Polarity(-1)], fs=FS),
 }
 # RMS phase error (rad) allowed on the common band: 0.05 rad is a null depth of about -32 dB. Doubling
 # the rate is exact in principle (H(z) at 48 kHz is H(z^2) at 96 kHz).
@@ -59,6 +60,12 @@ def test_a_causal_model_stays_causal():
     old = AllpassCascade([Allpass1(-0.5), Delay(1.0)], fs=FS)
     new, error = resample_cascade(old, 22050.0)
     assert new.integer_delay >= 0 and error < 0.05
+
+
+def test_an_anticausal_model_keeps_anticausal_sections(resampled):
+    for fs in TOLERANCE:
+        new, _ = resampled["anticausal", fs]
+        assert not new.causal and new.sos_anticausal.shape[0] >= 1
 
 
 def test_same_rate_returns_a_copy():
