@@ -120,8 +120,13 @@ def adam(loss, params, *, n_iter=500, lr=1e-3, schedule=None, clip=None, callbac
     return unflatten(best_flat), history
 
 
-def lbfgs(loss, params, *, max_iter=200, tol=1e-14, callback=None):
+def lbfgs(loss, params, *, max_iter=200, tol=1e-14, stall_rtol=1e-3, stall_iter=20, callback=None):
     """Minimise `loss(params)` with L-BFGS-B (`scipy.optimize.minimize`, gradients from autograd).
+
+    Stops after `max_iter` iterations, when L-BFGS-B converges (`tol`: its ``ftol``, tiny so that exact
+    targets are followed down to rounding level), or when the loss has stalled: fallen by less than
+    the fraction `stall_rtol` over the last `stall_iter` iterations (0 disables this). A noisy target's
+    fit creeps on for hundreds of iterations that move its null depth by thousandths of a dB.
 
     Returns ``(params, history)`` like `adam`.
     """
@@ -141,6 +146,10 @@ def lbfgs(loss, params, *, max_iter=200, tol=1e-14, callback=None):
         history.append(last[0])
         if callback is not None:
             callback(unflatten(flat), len(history), last[0])
+        if stall_rtol and len(history) > stall_iter:
+            before = history[-1 - stall_iter]
+            if before - history[-1] <= stall_rtol * before:
+                raise StopIteration  # ends scipy's minimize with the current iterate
 
     result = optimize.minimize(
         fun, flat0, jac=True, method="L-BFGS-B", callback=step_callback,

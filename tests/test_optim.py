@@ -172,3 +172,24 @@ def test_lbfgs_survives_non_finite_region():
 )
 def test_cosine_schedule(i, expected):
     assert cosine_schedule(100, final=0.05)(i) == pytest.approx(expected, rel=1e-14)
+
+
+def test_lbfgs_stops_when_the_loss_stalls():
+    """A loss that keeps creeping down towards its infimum 1 (x -> infinity): the stall rule stops once
+    20 iterations gain less than 0.1 %; ftol alone runs on."""
+    def creeping(x):
+        return 1.0 + 1e-2 * anp.sum(1.0 / (1.0 + x**2))
+
+    x0 = np.full(3, 0.5)
+    _, stalled = lbfgs(creeping, x0, max_iter=300)
+    _, full = lbfgs(creeping, x0, max_iter=300, stall_rtol=0)
+    assert len(stalled) < len(full)
+    assert stalled[-21] - stalled[-1] <= 1e-3 * stalled[-21]  # the rule that stopped it
+    assert stalled[-1] - 1.0 < 1e-6  # 1e-6 of the loss: nothing that matters was left
+
+
+def test_lbfgs_exact_problems_do_not_stall():
+    target = np.linspace(1.0, 2.0, 5)
+    x, history = lbfgs(lambda x: anp.sum((x - target) ** 2), np.zeros(5), max_iter=200)
+    np.testing.assert_allclose(x, target, atol=1e-7)
+    assert history[-1] < 1e-14
