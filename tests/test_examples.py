@@ -18,6 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 OUTPUTS = {
     "align_pedalboard_effect": ["dry_aligned.wav", "wet.wav", "align_report.png"],
     "allpass_structures": ["allpass_structures.png"],
+    "causal_vs_anticausal": ["causal_vs_anticausal.png"],
     "export_sos": ["model.json", "export_sos_model.png"],
     "fit_phase_response": ["fit_phase_response.png"],
     "parallel_compression": ["mix_plain.wav", "mix_aligned.wav", "parallel_compression.png"],
