@@ -99,6 +99,7 @@ class AlignResult:
             "null_db_before": self.before["null_db"],
             "null_db_delay_polarity": self.delay_polarity["null_db"],
             "null_db_after": self.after["null_db"],
+            "realtime_capable": bool(self.causal),
             "elapsed_s": float(self.elapsed_s),
         }
 

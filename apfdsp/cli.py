@@ -628,7 +628,7 @@ def _draw_report(path, result, dry, wet, fs, title):
 
 def _record(result=None, *, elapsed_s, model_path=None, output_path=None, **extra):
     """The JSON record printed by --json: the alignment numbers (None when unknown) and the files."""
-    keys = ("delay_samples", "delay_ms", "polarity", "method", "n_sections",
+    keys = ("delay_samples", "delay_ms", "polarity", "method", "n_sections", "realtime_capable",
             "mix_loss_db_before", "mix_loss_db_delay_polarity", "mix_loss_db_after",
             "null_db_before", "null_db_delay_polarity", "null_db_after")
     record = dict.fromkeys(keys)

@@ -180,14 +180,14 @@ def _cells_text(cascade, *, max_lines=14):
                 text += f" warp={cell.warp:+.3g}"
             if cell.stretch > 1:
                 text += f" K={cell.stretch}"
-        elif isinstance(cell, Allpass1):
+        else:  # Allpass1: a cascade holds only the four cell types
             text = f"Allpass1 coef={cell.coef:+.4f}"
             if cell.warp:
                 text += f" warp={cell.warp:+.3g}"
             if cell.stretch > 1:
                 text += f" K={cell.stretch}"
-        else:  # pragma: no cover - AllpassCascade only holds the four cell types
-            text = str(cell)
+        if isinstance(cell, (Allpass1, Allpass2)) and cell.anticausal:
+            text += " (backwards)"
         lines.append(f"{i:2d}  {text}")
     if len(lines) > max_lines:
         lines = lines[: max_lines - 1] + [f"    ... {len(lines) - max_lines + 1} more cells"]

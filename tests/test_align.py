@@ -261,6 +261,7 @@ def test_causal_allpass_cannot_follow_minimum_phase_filters(effect_name, signal_
     dry, wet, result = effect_case(effect_name, signal_name)
     causal = align(dry, wet, fs=FS, causal=True)
     assert causal.cascade.sos_anticausal.shape[0] == 0 and result.cascade.sos_anticausal.shape[0] > 0
+    assert result.summary()["realtime_capable"] is False and result.causal is False
     assert null_depth_db(result.aligned, wet, fs=FS) < causal.after["null_db"] - 10.0
 
 

@@ -121,6 +121,8 @@ def test_align_end_to_end(aligned, pair):
     assert record["null_db_after"] <= record["null_db_before"]
     assert record["null_db_after"] < -15
     assert record["polarity"] in (1, -1)
+    model = load_model(aligned["model"])[0]
+    assert record["realtime_capable"] is model.causal
     dry_info, out_info = sf.info(pair[0]), sf.info(aligned["out"])
     assert (out_info.samplerate, out_info.channels, out_info.subtype, out_info.frames) == (
         dry_info.samplerate, dry_info.channels, dry_info.subtype, dry_info.frames)

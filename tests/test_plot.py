@@ -244,3 +244,11 @@ def test_plot_pole_zero_draws_anticausal_poles_outside():
     p = 0.8 * np.exp(2j * np.pi * 3000.0 / FS)
     np.testing.assert_allclose(drawn, np.sort_complex(1 / np.conj([p, np.conj(p)])), atol=1e-12)
     assert np.all(np.abs(drawn) > 1)
+
+
+def test_cells_text_marks_anticausal_sections():
+    from apfdsp.plot import _cells_text
+
+    text = _cells_text(AllpassCascade([Allpass2(0.5, 100.0, anticausal=True), Allpass1(0.3)], fs=FS))
+    first, second = text.splitlines()
+    assert first.endswith("(backwards)") and "backwards" not in second
