@@ -95,12 +95,31 @@ def warped_frequency(w, warp=0.0, stretch=1):
     return kw - 2.0 * anp.arctan2(a * anp.sin(kw), 1.0 + a * anp.cos(kw))
 
 
+def _key(w, den, warp, stretch):
+    """Exact identity of the arguments of `_on_circle` (their bytes): for the one-entry cache."""
+    arrays = [np.asarray(a, dtype=float) for a in (w, den, warp)]
+    return (stretch,) + tuple((a.shape, a.tobytes()) for a in arrays)
+
+
+_LAST = {}  # the latest `_on_circle` result: a fit's VJP follows the forward call with the same arguments
+
+
 def _on_circle(w, den, warp, stretch):
     """Shared intermediates of phase, group delay and their gradients (plain numpy).
 
     Returns den (S, M), warp (S, 1), the warped delay z = exp(-j theta) (S, F), theta (S, F),
-    D(z) (S, F), and cos/sin of K w (F,).
+    D(z) (S, F), and cos/sin of K w (F,). The latest result is kept (keyed by the arguments' bytes),
+    so that the vector-Jacobian product after a forward call does not compute it again.
     """
+    key = _key(w, den, warp, stretch)
+    if _LAST.get("key") == key:
+        return _LAST["value"]
+    value = _compute_on_circle(w, den, warp, stretch)
+    _LAST.update(key=key, value=value)
+    return value
+
+
+def _compute_on_circle(w, den, warp, stretch):
     den = np.atleast_2d(np.asarray(den, dtype=float))
     warp = (np.zeros(den.shape[0]) + np.asarray(warp, dtype=float))[:, None]
     kw = stretch * np.asarray(w, dtype=float)

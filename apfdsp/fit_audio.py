@@ -47,6 +47,7 @@ from .exceptions import AudioError, ParameterError
 from .filters import second_order_denominator, thiran_coef
 from .fit import STRUCTURES, _Layout
 from .losses import mse_loss, multi_resolution_sum_magnitude_loss, ncc_loss, sum_magnitude_stft_loss
+from .metrics import null_depth_db
 from .model import get_parameterization
 from .optim import adam_init, adam_step, cosine_schedule
 from .ranges import DEFAULT_RANGES, ParamRanges
@@ -71,7 +72,7 @@ _EQ_N_CANDIDATES = 4  # equation-error designs refined (Steiglitz-McBride) and s
 _EQ_SM_ITER = 3  # Steiglitz-McBride iterations per design
 _EQ_MAX_ORDER = 32  # highest allpass order of the equation-error designs
 _EQ_ORIGIN = 1e-5  # poles closer to z = 0 are one-sample delays
-_EXACT_START = 1e-10  # start loss / delay+polarity loss below which the start is exact and not trained
+_EXACT_NULL_DB = -100.0  # null depth of the start on the whole audio below which it is not trained
 _EQ_IV_RCOND = 1e-13  # relative eigenvalue floor of the instruments' Gram matrix
 _EQ_GAIN_ITER = 3  # alternations of gain and denominator in the screening solves
 _EQ_N_DELAYS = 2  # bulk delays per (order, polarity) whose output error is computed
@@ -965,8 +966,8 @@ def fit_audio(
           as in `apfdsp.align`.
         * an `AllpassCascade`: refined as it is.
     n_iter : int
-        Number of Adam steps. None are taken when the start is already exact (its loss below 1e-10
-        times that of delay + polarity alone; ``settings["trained"]`` is then False).
+        Number of Adam steps. None are taken when the start is already exact (its null depth on the
+        whole audio, `apfdsp.metrics.null_depth_db`, below -100 dB; ``settings["trained"]`` is then False).
     lr : float
         Adam learning rate (cosine decay to 5 % over `n_iter`).
     batch_size : int
@@ -1221,16 +1222,20 @@ def fit_audio(
     start_loss = best_loss = evaluate(best_t)
     evals = [(0, start_loss)]
     steps_done = 0
-    # The delay + polarity baseline (GCC-PHAT delay: integer shift + Thiran section), measured first:
-    # a start that is already exact (loss at rounding level against the baseline's) is not trained,
-    # since Adam's steps could only move it away from the optimum.
+    # A start that is already exact (null depth on the whole audio below -100 dB, whatever the loss)
+    # is not trained, since Adam's steps could only move it away from the optimum.
+    try:
+        start_null = null_depth_db(AllpassCascade(layout.cells(best_t), fs=fs).apply(dry), wet, fs=fs)
+    except AudioError:  # no shared energy over the overlap: certainly not exact
+        start_null = 0.0
+    exact_start = start_null <= _EXACT_NULL_DB
+    # The delay + polarity baseline (GCC-PHAT delay: integer shift + Thiran section).
     base_shift = int(np.round(est.delay_samples)) - 1
     base_layout = _Layout(0, 0, structure, stretch, est.polarity, base_shift, ranges, fs)
     base_t = base_layout.t_from([], [], est.delay_samples - base_shift)
     base_segments = _Segments(dry, wet, base_shift, segment_length)
     base_loss = (_evaluate_layout(base_segments, base_layout, base_t, loss_fn)
                  if base_segments.available >= shortest else np.inf)
-    exact_start = bool(np.isfinite(base_loss) and start_loss <= _EXACT_START * base_loss)
     for i in range(0 if exact_start else n_iter):
         params = unflatten(state.params)
         t = np.asarray(param.forward(params))

@@ -239,3 +239,19 @@ def test_allpass_phase_gradient_through_second_order_denominator(check_grads):
         return allpass_phase(W_GRAD, second_order_denominator(radius, fc_hz, fs=FS), 0.3, 2)
 
     check_grads(phase_of, argnum=(0, 1))(np.array([0.7, 0.9]), np.array([300.0, 5000.0]))
+
+
+def test_cached_intermediates_follow_changed_arguments():
+    """`_on_circle` keeps its latest result: a changed (even mutated in place) argument must not reuse it."""
+    from apfdsp.filters import allpass_phase as phase
+
+    w = np.linspace(0.01, 3.0, 64)
+    den = np.array([[-1.2, 0.81]])
+    first = phase(w, den).copy()
+    w *= 0.5  # same object, new values
+    np.testing.assert_allclose(phase(w, den), phase(w.copy(), den), rtol=0, atol=0)
+    assert not np.allclose(phase(w, den), first)
+    den[0, 1] = 0.64  # the same for the coefficients
+    np.testing.assert_allclose(phase(w, den), phase(w, den.copy()), rtol=0, atol=0)
+    _, h = signal.freqz([0.64, -1.2, 1.0], [1.0, -1.2, 0.64], worN=w)
+    np.testing.assert_allclose(np.exp(1j * phase(w, den)[0]), h, atol=1e-12)
