@@ -475,16 +475,25 @@ class AllpassCascade:
                 raise ParameterError(f"cell {i}: {err}") from None
         return cls(cells, fs=data["fs"])
 
+    def _sos_rows_text(self):
+        causal, anticausal = self._sos_parts()
+        return _rows_text(causal.shape[0], anticausal.shape[0])
+
     def __repr__(self):
         lines = [
             f"AllpassCascade(fs={self.fs:g} Hz, {len(self)} cells, order {self.order}, "
-            f"{self.sos.shape[0]} SOS rows, delay {self.integer_delay} samples, "
+            f"{self._sos_rows_text()}, delay {self.integer_delay} samples, "
             f"polarity {'inverted' if self.polarity < 0 else 'normal'})"
         ]
         for i, cell in enumerate(self._cells):
             extra = f"  [{cell.structure}]" if isinstance(cell, (Allpass1, Allpass2)) else ""
             lines.append(f"  {i:2d}: {cell}{extra}")
         return "\n".join(lines)
+
+
+def _rows_text(forwards, backwards):
+    """"N SOS rows" or "N SOS rows (M backwards)" for reprs and reports."""
+    return f"{forwards + backwards} SOS rows" + (f" ({backwards} backwards)" if backwards else "")
 
 
 def _shift(y, shift):

@@ -101,7 +101,9 @@ def _key(w, den, warp, stretch):
     return (stretch,) + tuple((a.shape, a.tobytes()) for a in arrays)
 
 
-_LAST = {}  # the latest `_on_circle` result: a fit's VJP follows the forward call with the same arguments
+# The latest `_on_circle` result as one (key, value) tuple, read and replaced atomically (threads may
+# share it): a fit's VJP follows the forward call with the same arguments.
+_LAST = [None]
 
 
 def _on_circle(w, den, warp, stretch):
@@ -112,15 +114,16 @@ def _on_circle(w, den, warp, stretch):
     so that the vector-Jacobian product after a forward call does not compute it again.
     """
     key = _key(w, den, warp, stretch)
-    if _LAST.get("key") == key:
-        return _LAST["value"]
+    last = _LAST[0]
+    if last is not None and last[0] == key:
+        return last[1]
     value = _compute_on_circle(w, den, warp, stretch)
-    _LAST.update(key=key, value=value)
+    _LAST[0] = (key, value)
     return value
 
 
 def _compute_on_circle(w, den, warp, stretch):
-    den = np.atleast_2d(np.asarray(den, dtype=float))
+    den = np.array(den, dtype=float, ndmin=2)  # a copy: the cached value must not alias the caller's array
     warp = (np.zeros(den.shape[0]) + np.asarray(warp, dtype=float))[:, None]
     kw = stretch * np.asarray(w, dtype=float)
     cos_kw, sin_kw = np.cos(kw), np.sin(kw)

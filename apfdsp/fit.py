@@ -550,12 +550,14 @@ def fit_phase(
                         sections2 = [(r, fc, lam) for r, fc, _ in sections2 if fc > ranges.fc_min_hz]
                         coefs1 = [(c + lam) / (1.0 + c * lam) for c in coefs1]  # warped 1st order -> plain
                         flags = tuple(o for o, u in zip(outside, usable) if u) if anticausal else ()
-                        layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol, delay_shift=shift,
-                                              anticausal=flags if any(flags) else ())
+                        layout = base.replace(n2=len(sections2), n1=len(coefs1), polarity=pol, delay_shift=shift)
                         if 2 * layout.n2 + layout.n1 > max_order:
                             continue
                         t = layout.t_from(sections2, coefs1, frac_start)
-                        scored.append((problem.value(layout, t), order, pol, layout, t))
+                        # The reflected (all causal) design is scored too: it is sometimes the better start.
+                        variants = [layout] + ([layout.replace(anticausal=flags)] if any(flags) else [])
+                        for variant in variants:
+                            scored.append((problem.value(variant, t), order, pol, variant, t))
         # Best first; among practically equal losses the lower order first (no wasted sections).
         scored.sort(key=lambda item: item[0] * (1.0 + 0.05 * item[1]) + 1e-13 * item[1])
         for value, order, pol, layout, t in scored[:n_keep]:

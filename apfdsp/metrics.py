@@ -9,7 +9,7 @@ numpy and scipy only (DESIGN.md section 5).
 import numpy as np
 from scipy import signal
 
-from ._validate import valid_audio, valid_fs
+from ._validate import valid_audio, valid_fs, valid_range
 from .estimate import _truncate_common, _valid_pair, gcc_phat
 from .exceptions import AudioError, ParameterError
 
@@ -360,6 +360,7 @@ def residual_delay(x, y, *, fs, max_delay_s=0.01, max_duration_s=10.0):
     3.0
     """
     if max_duration_s is not None:
+        max_duration_s = valid_range(max_duration_s, "max_duration_s", 0.0, np.inf, lo_open=True)
         x, y = _truncate_common(*_valid_pair(x, y))
         keep = max(int(max_duration_s * valid_fs(fs)), 1)
         start = max((x.shape[-1] - keep) // 2, 0)
@@ -479,11 +480,14 @@ class MixMeter:
     def __init__(self, y, *, n, fs):
         self.fs = valid_fs(fs)
         self.y = valid_audio(y, name="y")
-        length = min(int(n), self.y.shape[-1])
+        self.n = int(n)
+        length = min(self.n, self.y.shape[-1])
         self._y_spectrum = _metric_spectrum(self.y[..., :length], self.fs)
 
     def cross_sums(self, x):
         """``(A, B) = (sum |X||Y|, sum Re(X conj Y))`` of `x` against the wet signal (see `mix_ratio`)."""
+        if np.shape(x)[-1] != self.n:
+            raise ParameterError(f"this MixMeter measures signals of {self.n} samples, got {np.shape(x)[-1]}")
         return _cross_sums(x, self.y, self.fs, y_spectrum=self._y_spectrum)
 
     def null_db(self, x, *, sums=None):

@@ -200,7 +200,7 @@ def _cascade_totals(cascade):
     gd = cascade.group_delay(_default_freqs(cascade.fs))
     return (
         f"fs {cascade.fs:g} Hz, {len(cascade)} cells, filter order {cascade.order}, "
-        f"{cascade.sos.shape[0]} SOS rows\n"
+        f"{cascade._sos_rows_text()}\n"
         f"integer shift {cascade.integer_delay} samples, polarity "
         f"{'inverted' if cascade.polarity < 0 else 'normal'}\n"
         f"group delay {gd.min():.4g} to {gd.max():.4g} samples "
@@ -433,6 +433,10 @@ def plot_pole_zero(cascade, *, ax=None):
     if (~inside).any():
         far = ", ".join(f"{z.real:+.3g}{z.imag:+.3g}j" for z in zeros[~inside][:3])
         notes.append(f"{(~inside).sum()} zero(s) off the chart: {far}")
+    off_chart = np.abs(anti_poles) > view
+    if off_chart.any():
+        far = ", ".join(f"{p.real:+.3g}{p.imag:+.3g}j" for p in anti_poles[off_chart][:3])
+        notes.append(f"{off_chart.sum()} anticausal pole(s) off the chart: {far}")
     shift = cascade.integer_delay
     if shift > 0:
         notes.append(f"+ {shift}-sample shift ({shift} poles at z = 0, not drawn)")

@@ -168,7 +168,8 @@ def resample_cascade(cascade, fs, *, n_sections=None, structure="warped", seed=0
         target = old_phase - AllpassCascade(fixed, fs=fs).phase(freqs)
         result = fit_phase(freqs, target, fs=fs, structure=structure, n_sections=n_sections,
                            polarity=cascade.polarity, delay=fit_delay, seed=seed,
-                           ranges=_ranges_for(cascade, fs_old / fs), anticausal=not cascade.causal)
+                           ranges=_ranges_for(cascade, fs_old / fs),
+                           anticausal=bool(cascade.sos_anticausal.shape[0]))
         cells = list(result.cascade) + fixed
     # One Delay cell: the carried-over delay plus any sections the fit collapsed into pure delays.
     total = sum(c.samples for c in cells if isinstance(c, Delay))

@@ -443,3 +443,9 @@ def test_anticausal_must_be_bool(bad):
     entry = {"type": "allpass1", "coef": 0.5, "anticausal": bad}
     with pytest.raises(ParameterError, match="anticausal"):
         AllpassCascade.from_dict({"fs": FS, "cells": [entry]})
+
+
+def test_repr_counts_anticausal_rows():
+    cascade = AllpassCascade([Allpass2(0.5, 100.0), Allpass1(0.3, anticausal=True)], fs=FS)
+    assert "2 SOS rows (1 backwards)" in repr(cascade)
+    assert "1 SOS rows" in repr(AllpassCascade([Allpass2(0.5, 100.0)], fs=FS))

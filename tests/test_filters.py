@@ -255,3 +255,31 @@ def test_cached_intermediates_follow_changed_arguments():
     np.testing.assert_allclose(phase(w, den), phase(w, den.copy()), rtol=0, atol=0)
     _, h = signal.freqz([0.64, -1.2, 1.0], [1.0, -1.2, 0.64], worN=w)
     np.testing.assert_allclose(np.exp(1j * phase(w, den)[0]), h, atol=1e-12)
+
+
+def test_cached_intermediates_are_thread_safe_and_do_not_alias():
+    import threading
+
+    from apfdsp.filters import allpass_group_delay
+
+    w = np.linspace(0.01, 3.0, 256)
+    dens = [np.array([[-1.2 + 0.01 * i, 0.81]]) for i in range(2)]
+    want = [allpass_group_delay(w, d.copy()) for d in dens]
+    wrong = [0, 0]
+
+    def work(i):
+        for _ in range(2000):
+            wrong[i] += not np.array_equal(allpass_group_delay(w, dens[i]), want[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [0, 0]
+    den = np.array([[-1.2, 0.81]])
+    first = allpass_group_delay(w, den)
+    den[0, 0] = 0.5  # overwrite the caller's array, then ask again for the first values
+    allpass_group_delay(w, den)
+    den[0, 0] = -1.2
+    np.testing.assert_array_equal(allpass_group_delay(w, den), first)

@@ -237,3 +237,21 @@ def test_metric_stft_equals_shorttimefft(fs, lead, rng):
         got = _metric_stft(x, fs)
         assert got.shape == ref.shape
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def test_mixmeter_refuses_another_length(rng):
+    from apfdsp.exceptions import ParameterError
+    from apfdsp.metrics import MixMeter
+
+    x = rng.standard_normal(8000)
+    meter = MixMeter(x, n=8000, fs=FS)
+    with pytest.raises(ParameterError, match="8000 samples, got 7000"):
+        meter.null_db(x[:7000])
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_residual_delay_checks_max_duration(noise, bad):
+    from apfdsp.exceptions import ParameterError
+
+    with pytest.raises(ParameterError, match="max_duration_s"):
+        residual_delay(noise, noise, fs=FS, max_duration_s=bad)

@@ -252,3 +252,9 @@ def test_cells_text_marks_anticausal_sections():
     text = _cells_text(AllpassCascade([Allpass2(0.5, 100.0, anticausal=True), Allpass1(0.3)], fs=FS))
     first, second = text.splitlines()
     assert first.endswith("(backwards)") and "backwards" not in second
+
+
+def test_plot_pole_zero_notes_anticausal_poles_off_the_chart():
+    ax = plot_pole_zero(AllpassCascade([Allpass1(0.2, anticausal=True)], fs=FS))  # pole at z = -5
+    notes = " ".join(t.get_text() for t in ax.texts)
+    assert "1 anticausal pole(s) off the chart" in notes
