@@ -118,6 +118,8 @@ def resample_cascade(cascade, fs, *, n_sections=None, structure="warped", seed=0
     * A ``D'`` between 0 and 0.5 samples would need a one-sample advance (`apfdsp.Delay` realises
       fractional delays as a shift plus a Thiran section of 0.5 to 1.5 samples); when the old model
       was causal, the sections carry it instead, so that a causal model stays causal (streamable).
+      A model that advances already (offline) may come back with a larger advance, and one with
+      anticausal sections may have anticausal sections again; a causal model stays causal.
 
     The polarity of the old model is kept. By default the new model may have one second-order section
     more than the old one's order needs: the spare section bends the phase near the new Nyquist
@@ -169,7 +171,9 @@ def resample_cascade(cascade, fs, *, n_sections=None, structure="warped", seed=0
         result = fit_phase(freqs, target, fs=fs, structure=structure, n_sections=n_sections,
                            polarity=cascade.polarity, delay=fit_delay, seed=seed,
                            ranges=_ranges_for(cascade, fs_old / fs),
-                           anticausal=bool(cascade.sos_anticausal.shape[0]))
+                           anticausal=bool(cascade.sos_anticausal.shape[0]),
+                           # a model that advances already is offline: its fit may advance further
+                           min_delay=-np.inf if cascade.integer_delay < 0 else None)
         cells = list(result.cascade) + fixed
     # One Delay cell: the carried-over delay plus any sections the fit collapsed into pure delays.
     total = sum(c.samples for c in cells if isinstance(c, Delay))
