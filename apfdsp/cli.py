@@ -188,7 +188,9 @@ Filter IN through a saved model (from 'apfdsp fit' or 'apfdsp align --model-out'
 
 The file is processed block by block, so any length works with little memory. OUT has the length,
 sample rate, channels and sample format of IN. The model must have been fitted at IN's sample rate.
-MODEL may also be 'pretrained:NAME' (see 'apfdsp pretrained').
+MODEL may also be 'pretrained:NAME' (see 'apfdsp pretrained'). A model with sections that run
+backwards in time (the default of 'apfdsp align' without --causal) takes a second pass over a
+temporary file next to OUT (8 bytes per sample and channel).
 """
 
 _APPLY_EPILOG = """\
