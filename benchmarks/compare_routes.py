@@ -23,6 +23,9 @@ Routes (null depth = `apfdsp.metrics.null_depth_db` of ``cascade.apply(dry)`` vs
 * time-domain training from the log-spaced start: `fit_audio(init="log-spaced")`, sections spread over
   the band (the default start before the equation-error start);
 * time-domain training: `fit_audio` from the default start;
+* time-domain training, anticausal: `fit_audio(anticausal=True)`: the same with sections that may
+  run backwards in time (offline only); its default start also scores the frequency-domain fit with
+  anticausal sections, and the equation-error start keeps roots outside the unit circle;
 * both: `fit_audio(init="phase-fit")`, the phase-fit start refined on the audio.
 
 Each row also names the start `fit_audio` used (`AudioFitResult.init`).
@@ -117,10 +120,10 @@ def routes(n_iter):
         result = fit_alignment(dry, wet, fs=fs, n_sections=options["n_sections"], fit_options=fit_options)
         return result.cascade, "-"
 
-    def audio(init, steps):
+    def audio(init, steps, anticausal=False):
         def run(dry, wet, fs, options):
             extra = {"n_first_order": 1} if init != "phase-fit" else {}
-            result = fit_audio(dry, wet, fs=fs, init=init, n_iter=steps, **extra, **options)
+            result = fit_audio(dry, wet, fs=fs, init=init, n_iter=steps, anticausal=anticausal, **extra, **options)
             return result.cascade, result.init
         return run
 
@@ -131,6 +134,7 @@ def routes(n_iter):
         "default start alone": audio("default", 0),
         "time-domain training (log-spaced start)": audio("log-spaced", n_iter),
         "time-domain training (default start)": audio("default", n_iter),
+        "time-domain training, anticausal": audio("default", n_iter, anticausal=True),
         "both (phase-fit start + time-domain refine)": audio("phase-fit", n_iter),
     }
 
