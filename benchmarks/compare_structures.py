@@ -25,6 +25,7 @@ CONFIGS = {
     # name: fit_phase options
     "traditional, direct, L-BFGS": dict(structure="traditional"),
     "warped, direct, L-BFGS (default)": dict(structure="warped"),
+    "warped, direct, L-BFGS, anticausal sections (align's default)": dict(structure="warped", anticausal=True),
     "warped+stretched K=5, direct, L-BFGS": dict(structure="stretched", stretch=5),
     "warped, direct, Adam": dict(structure="warped", optimizer="adam", lr=0.05),
     "warped, sinusoidal MLP, Adam (paper)": dict(structure="warped", parameterization="mlp", optimizer="adam", lr=1e-3),
