@@ -1296,8 +1296,11 @@ def fit_audio(
                  "stretch": stretch, "ranges": ranges, "fs": fs}
         candidates = []  # (name, layout, t)
         if init != "log-spaced":
-            candidates += [("equation-error", lay, t)
-                           for lay, t in _equation_error_starts(dry, wet, est, anticausal=anticausal, **shape)]
+            # With anticausal sections allowed, the causal designs compete too: two-sided designs can
+            # crowd the best causal one out of the shortlist, and the causal one may be the exact one.
+            for two_sided in ((True, False) if anticausal else (False,)):
+                candidates += [("equation-error", lay, t)
+                               for lay, t in _equation_error_starts(dry, wet, est, anticausal=two_sided, **shape)]
         if init != "equation-error":
             candidates.append(("log-spaced", *_log_spaced_start(est, **shape)))
         if init == "default" and anticausal:
@@ -1421,26 +1424,31 @@ def fit_audio(
 
 
 def _best_start(candidates, dry, wet, segment_length, shortest, loss_fn):
-    """``(name, layout, t)`` of the candidate start with the lowest loss on the evaluation audio.
+    """``(name, layout, t)`` of the candidate start with the deepest null on the whole audio.
 
-    `candidates` are in order of preference; the first whose loss exceeds the lowest by at most 1e-9
-    times the largest wins (losses at rounding-error level count as equal). Candidates whose delay
-    leaves less overlap than the loss needs are skipped; with none left, the first candidate is
+    Candidates are compared by `apfdsp.metrics.null_depth_db` of the dry filtered by each (the whole
+    signal, so that slowly decaying poles and anticausal sections are measured without segment-edge
+    transients, which dominate the loss of near-exact starts); nulls within 0.01 dB count as equal and
+    the first candidate among them wins (`candidates` are in order of preference). Candidates whose
+    delay leaves less overlap than the loss needs are skipped; with none left, the first candidate is
     returned (`fit_audio` then reports the short overlap).
     """
+    del loss_fn  # the selection uses the metric, not the training loss (see above)
     scored = []
     for name, layout, t in candidates:
         segments = _Segments(dry, wet, layout.delay_shift, segment_length)
         if segments.available >= shortest:
-            scored.append((_evaluate_layout(segments, layout, t, loss_fn), name, layout, t))
+            try:
+                null = null_depth_db(AllpassCascade(layout.cells(t), fs=layout.fs).apply(dry), wet, fs=layout.fs)
+            except AudioError:  # no shared energy over the overlap
+                null = 0.0
+            scored.append((null, name, layout, t))
     if not scored:
         if not candidates:
             raise AudioError("no equation-error start fits the audio: use init='default' or longer audio")
         return candidates[0]
-    losses = [item[0] for item in scored]
-    # Losses at rounding-error level are equal: the first candidate among the lowest wins.
-    tolerance = 1e-9 * max(losses)
-    _, name, layout, t = next(item for item in scored if item[0] <= min(losses) + tolerance)
+    deepest = min(item[0] for item in scored)
+    _, name, layout, t = next(item for item in scored if item[0] <= deepest + 0.01)
     return name, layout, t
 
 

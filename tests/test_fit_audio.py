@@ -219,6 +219,15 @@ def test_default_start_random_six_sections_reach_minus_40_db(seed):
     assert result.settings["init"] == "default"
 
 
+def test_anticausal_option_keeps_the_causal_exact_start():
+    """anticausal=True only adds candidates: on a causal allpass target it is as deep as the default."""
+    truth = random_cascade(np.random.default_rng(0))
+    dry = np.random.default_rng(100).standard_normal(FS)
+    wet = truth(dry)
+    result = fit_audio(dry, wet, fs=FS, anticausal=True)
+    assert null_depth_db(result.cascade.apply(dry), wet, fs=FS) <= -100
+
+
 def test_default_start_on_noisy_wet():
     """Noise on the wet (-30 dB): the start alone gets near the noise floor (truth: -39.5 dB)."""
     truth = random_cascade(np.random.default_rng(0))
