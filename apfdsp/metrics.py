@@ -93,10 +93,10 @@ def _frames(x, fs):
     return frames, window, centre
 
 
-def _spectrum_chunks(frames, window, centre):
-    """Yield (start, spectrum of the frames start .. start + _FRAMES_PER_FFT), shape (..., chunk, freqs)."""
-    for i in range(0, frames.shape[-2], _FRAMES_PER_FFT):
-        yield i, np.fft.rfft(frames[..., i : i + _FRAMES_PER_FFT, :] * window) * centre
+def _spectrum_chunks(frames, window, centre, chunk=_FRAMES_PER_FFT):
+    """Yield (start, spectrum of the frames start .. start + chunk), shape (..., chunk, freqs)."""
+    for i in range(0, frames.shape[-2], chunk):
+        yield i, np.fft.rfft(frames[..., i : i + chunk, :] * window) * centre
 
 
 def _metric_spectrum(x, fs):
@@ -114,22 +114,35 @@ def _metric_stft(x, fs):
     return np.swapaxes(_metric_spectrum(x, fs), -1, -2)
 
 
+def _cross_sums_per_bin(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
+    """Per frequency bin, (A(f), B(f)) = (sum |X||Y|, sum Re(X conj Y)) over frames and channels.
+
+    `x` and `y` are validated pairs of the same length. `y_spectrum` is `_metric_spectrum` of `y` when
+    already known (`MixMeter`), else `y` is transformed batch by batch with `x`. The sums are accumulated
+    over batches of `chunk` frames, so no full-size product is ever formed.
+    """
+    frames_x, window, centre = _frames(x, fs)
+    chunks_y = None if y_spectrum is not None else _spectrum_chunks(*_frames(y, fs), chunk=chunk)
+    A = np.zeros(centre.size)
+    B = np.zeros(centre.size)
+    for i, X in _spectrum_chunks(frames_x, window, centre, chunk=chunk):
+        Y = y_spectrum[..., i : i + X.shape[-2], :] if chunks_y is None else next(chunks_y)[1]
+        XY = np.reshape(X * np.conj(Y), (-1, centre.size))  # broadcasts over channels
+        A += np.abs(XY).sum(axis=0)
+        B += XY.real.sum(axis=0)
+    return A, B
+
+
 def _cross_sums(x, y, fs, *, y_spectrum=None):
     """Validated (A, B) = (sum |X||Y|, sum Re(X conj Y)) over all STFT bins and channels.
 
     `y_spectrum` is `_metric_spectrum` of `y` over the common length when already known (`MixMeter`).
-    The sums are accumulated over batches of frames, so no full-size product is ever formed.
     """
     fs = valid_fs(fs)
     x, y = _valid_pair(x, y)
     x, y = _truncate_common(x, y)
-    if y_spectrum is None:
-        y_spectrum = _metric_spectrum(y, fs)
-    A = B = 0.0
-    for i, X in _spectrum_chunks(*_frames(x, fs)):
-        XY = X * np.conj(y_spectrum[..., i : i + X.shape[-2], :])  # broadcasts over channels
-        A += float(np.abs(XY).sum())
-        B += float(XY.real.sum())
+    A_f, B_f = _cross_sums_per_bin(x, y, fs, y_spectrum=y_spectrum)
+    A, B = float(A_f.sum()), float(B_f.sum())
     if not A > 0:
         raise AudioError(
             "x and y share no energy in any time-frequency bin over their common length; "

@@ -18,7 +18,7 @@ from scipy import signal
 from ._validate import valid_audio, valid_fs
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
 from .exceptions import OutputError, ParameterError
-from .metrics import DB_FLOOR, stft_settings
+from .metrics import DB_FLOOR, _cross_sums_per_bin, stft_settings
 
 __all__ = [
     "plot_phase",
@@ -480,22 +480,9 @@ def _mix_sums(x, y, *, fs, block_frames=256):
         ) from None
     n = min(x.shape[-1], y.shape[-1])
     x, y = x[..., :n], y[..., :n]
-    nfft, hop = stft_settings(fs)
-    short = (nfft + 1) // 2 - n
-    if short > 0:
-        x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, short)])
-        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, short)])
-        n += short
-    stft = signal.ShortTimeFFT(signal.windows.hann(nfft, sym=False), hop, fs)
-    A = np.zeros(stft.f.size)
-    B = np.zeros(stft.f.size)
-    for p0 in range(stft.p_min, stft.p_max(n), block_frames):
-        p1 = min(p0 + block_frames, stft.p_max(n))
-        XY = stft.stft(x, p0, p1, axis=-1) * np.conj(stft.stft(y, p0, p1, axis=-1))
-        XY = XY.reshape(-1, XY.shape[-2], XY.shape[-1])  # (channels, freqs, frames)
-        A += np.abs(XY).sum(axis=(0, 2))
-        B += XY.real.sum(axis=(0, 2))
-    return stft.f, A, B
+    nfft, _ = stft_settings(fs)
+    A, B = _cross_sums_per_bin(x, y, fs, chunk=block_frames)
+    return np.fft.rfftfreq(nfft, 1.0 / fs), A, B
 
 
 def _smoothed_ratio(freqs, A, B, *, fs, fraction=6, n_points=300):
