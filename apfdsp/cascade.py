@@ -328,9 +328,9 @@ class AllpassCascade:
 
         An anticausal section, run backwards, realises poles at 1/conj(p) of the poles p listed here.
         """
-        parts = [self.sos] + ([self.sos_anticausal] if self._filter_cells(True) else [])
-        poles = np.concatenate([signal.sos2zpk(sos)[1] for sos in parts])
-        return poles[np.abs(poles) > 0] if self._filter_cells() or self._filter_cells(True) else np.array([], complex)
+        # An empty part has no rows; an empty cascade's identity row has no poles but z = 0, dropped here.
+        poles = np.concatenate([signal.sos2zpk(sos)[1] for sos in self._sos_parts() if sos.shape[0]])
+        return poles[np.abs(poles) > 0]
 
     def _grouped(self):
         """(order, stretch, sign) -> (den array, warp array) for vectorised evaluation; sign -1 = anticausal."""

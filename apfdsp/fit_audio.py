@@ -1359,11 +1359,7 @@ def fit_audio(
     steps_done = 0
     # A start that is already exact (null depth on the whole audio below -100 dB, whatever the loss)
     # is not trained, since Adam's steps could only move it away from the optimum.
-    try:
-        start_null = null_depth_db(AllpassCascade(layout.cells(best_t), fs=fs).apply(dry), wet, fs=fs)
-    except AudioError:  # no shared energy over the overlap: certainly not exact
-        start_null = 0.0
-    exact_start = start_null <= _EXACT_NULL_DB
+    exact_start = _null_on_audio(layout, best_t, dry, wet) <= _EXACT_NULL_DB
     # The delay + polarity baseline (GCC-PHAT delay: integer shift + Thiran section).
     base_shift = int(np.round(est.delay_samples)) - 1
     base_layout = _Layout(0, 0, structure, stretch, est.polarity, base_shift, ranges, fs)
@@ -1423,6 +1419,15 @@ def fit_audio(
     )
 
 
+def _null_on_audio(layout, t, dry, wet):
+    """`apfdsp.metrics.null_depth_db` of the whole dry filtered by the cascade of (layout, t) against
+    the wet; 0 dB when they share no energy over their overlap."""
+    try:
+        return null_depth_db(AllpassCascade(layout.cells(t), fs=layout.fs).apply(dry), wet, fs=layout.fs)
+    except AudioError:
+        return 0.0
+
+
 def _best_start(candidates, dry, wet, segment_length, shortest, loss_fn):
     """``(name, layout, t)`` of the candidate start with the deepest null on the whole audio.
 
@@ -1438,11 +1443,7 @@ def _best_start(candidates, dry, wet, segment_length, shortest, loss_fn):
     for name, layout, t in candidates:
         segments = _Segments(dry, wet, layout.delay_shift, segment_length)
         if segments.available >= shortest:
-            try:
-                null = null_depth_db(AllpassCascade(layout.cells(t), fs=layout.fs).apply(dry), wet, fs=layout.fs)
-            except AudioError:  # no shared energy over the overlap
-                null = 0.0
-            scored.append((null, name, layout, t))
+            scored.append((_null_on_audio(layout, t, dry, wet), name, layout, t))
     if not scored:
         if not candidates:
             raise AudioError("no equation-error start fits the audio: use init='default' or longer audio")

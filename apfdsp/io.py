@@ -382,24 +382,48 @@ class _BlockReader:
         return block
 
 
-class _BlockWriter:
+class _Output:
+    """What both block writers share: the output's sample type, clipping, and the disk hand-off.
+
+    Fixed-point subtypes are clipped to [-1, 1] (`peak` is kept for the warning). FLOAT output is
+    converted to float32 here, as libsndfile would (the same values), in one numpy pass with the
+    interleaving copy. Where the OS has `os.posix_fadvise`, every block is handed to the disk at once
+    (asynchronously) through `fd`, so the final fsync has little left to wait for, and the output does
+    not fill the page cache.
+    """
+
+    def __init__(self, fout, fd, subtype, block_size):
+        self.fout, self.block_size = fout, block_size
+        self.fd = fd if hasattr(os, "posix_fadvise") else None
+        self.clips, self.peak = _clips(subtype), 0.0
+        self.dtype = np.float32 if subtype == "FLOAT" else np.float64
+
+    def _samples(self, y):
+        """`y` (frames, channels), any strides, as a contiguous block of the output's type, clipped."""
+        out = np.empty(y.shape, self.dtype)
+        for channel in range(y.shape[1]):  # one channel at a time: 3x faster than numpy's 2-D transposing copy
+            out[:, channel] = y[:, channel]
+        if self.clips:
+            self.peak = max(self.peak, float(np.max(np.abs(out))))
+            np.clip(out, -1.0, 1.0, out=out)
+        return out
+
+    def _hand_to_disk(self):
+        if self.fd is not None:
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # Linux: starts the write-back
+
+
+class _BlockWriter(_Output):
     """``write(y)``: append filtered blocks to the output, shifted by the integer delay `shift`.
 
     The output is `total` frames long: ``shift`` zeros (written at once) followed by the filtered
     samples, cut at `total`. An advance (``shift < 0``) drops the first ``-shift`` filtered samples
-    instead, and ``pad(todo)`` fills the end with zeros. Fixed-point subtypes are clipped to [-1, 1]
-    (`peak` is kept for the warning). FLOAT output is converted to float32 here, as libsndfile
-    would (the same values), but in one numpy pass with the interleaving copy. Where the OS has
-    `os.posix_fadvise`, every block is handed to the disk at once (asynchronously) through `fd`,
-    so the final fsync has little left to wait for, and the output does not fill the page cache.
+    instead, and ``pad(todo)`` fills the end with zeros. Samples are converted as `_Output` says.
     """
 
     def __init__(self, fout, fd, total, shift, subtype, block_size):
-        self.fout, self.block_size = fout, block_size
-        self.fd = fd if hasattr(os, "posix_fadvise") else None
+        super().__init__(fout, fd, subtype, block_size)
         self.todo, self.skip = total, max(-shift, 0)
-        self.clips, self.peak = _clips(subtype), 0.0
-        self.dtype = np.float32 if subtype == "FLOAT" else np.float64
         self.pad(max(shift, 0))
 
     def pad(self, count):
@@ -417,13 +441,9 @@ class _BlockWriter:
         y = y[drop : drop + self.todo]
         if not len(y):
             return
-        if self.clips:
-            self.peak = max(self.peak, float(np.max(np.abs(y))))
-            y = np.clip(y, -1.0, 1.0)
-        self.fout.write(np.ascontiguousarray(y, dtype=self.dtype))
+        self.fout.write(self._samples(y))
         self.todo -= len(y)
-        if self.fd is not None:
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # Linux: starts the write-back
+        self._hand_to_disk()
 
 
 def _filter_blocks(sos, channels, read, write, progress, total):
@@ -551,22 +571,19 @@ class _Scratch:
         return _read_at(self.f, shape, offset)[:, ::-1].T
 
 
-class _PlacedWriter:
+class _PlacedWriter(_Output):
     """Write blocks of the filtered, not yet shifted signal at their places in the output `fout`.
 
     ``place(z, start)`` writes the samples ``start, start + 1, ...`` of the signal, ``(frames,
     channels)`` in forward time (any strides), at ``start + shift`` in the output, cut to its `total`
     frames; it seeks only when the block does not follow the previous one, so sequential writes suit
     any format. ``append(z)`` places `z` after the previous `append`. ``zeros(lo, hi)`` fills frames
-    lo to hi of the output (cut to the file). Converts, clips and hands blocks to the disk like
-    `_BlockWriter` (`peak` is kept for the clipping warning).
+    lo to hi of the output (cut to the file). Samples are converted as `_Output` says.
     """
 
     def __init__(self, fout, fd, total, shift, subtype, block_size):
-        self.fout, self.total, self.shift, self.block_size = fout, total, shift, block_size
-        self.fd = fd if hasattr(os, "posix_fadvise") else None
-        self.clips, self.peak = _clips(subtype), 0.0
-        self.dtype = np.float32 if subtype == "FLOAT" else np.float64
+        super().__init__(fout, fd, subtype, block_size)
+        self.total, self.shift = total, shift
         self.position = self.appended = 0
 
     def _write(self, start, data):
@@ -574,8 +591,7 @@ class _PlacedWriter:
             self.fout.seek(start)
         self.fout.write(data)
         self.position = start + len(data)
-        if self.fd is not None:
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # Linux: starts the write-back
+        self._hand_to_disk()
 
     def zeros(self, lo, hi):
         lo, hi = max(lo, 0), min(hi, self.total)
@@ -586,14 +602,7 @@ class _PlacedWriter:
         lo, hi = max(start + self.shift, 0), min(start + len(z) + self.shift, self.total)
         if lo >= hi:
             return
-        z = z[lo - self.shift - start : hi - self.shift - start]
-        out = np.empty(z.shape, self.dtype)
-        for channel in range(z.shape[1]):  # one channel at a time: 3x faster than numpy's 2-D transposing copy
-            out[:, channel] = z[:, channel]
-        if self.clips:
-            self.peak = max(self.peak, float(np.max(np.abs(out))))
-            np.clip(out, -1.0, 1.0, out=out)
-        self._write(lo, out)
+        self._write(lo, self._samples(z[lo - self.shift - start : hi - self.shift - start]))
 
     def append(self, z):
         self.place(z, self.appended)

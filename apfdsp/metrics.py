@@ -88,8 +88,7 @@ def _frames(x, fs):
     stop = (last - 1) * hop - stft.m_num_mid + nfft  # one past the last sample of the last frame
     padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(-start, max(stop - n, 0))])
     frames = np.lib.stride_tricks.sliding_window_view(padded, nfft, axis=-1)[..., ::hop, :][..., : last - first, :]
-    centre = np.where(np.arange(nfft // 2 + 1) % 2, -1.0, 1.0) if stft.m_num_mid == nfft // 2 else (
-        np.exp(2j * np.pi * np.arange(nfft // 2 + 1) * stft.m_num_mid / nfft))
+    centre = np.where(np.arange(nfft // 2 + 1) % 2, -1.0, 1.0)  # nfft is even: m_num_mid = nfft / 2
     return frames, window, centre
 
 

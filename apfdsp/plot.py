@@ -17,6 +17,7 @@ from scipy import signal
 
 from ._validate import valid_audio, valid_fs
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
+from .estimate import _truncate_common, _valid_pair
 from .exceptions import OutputError, ParameterError
 from .metrics import DB_FLOOR, _cross_sums_per_bin, stft_settings
 
@@ -469,17 +470,7 @@ def _mix_sums(x, y, *, fs, block_frames=256):
     is its r), computed in blocks of frames to bound memory on long signals.
     """
     fs = valid_fs(fs)
-    x = valid_audio(x, name="x")
-    y = valid_audio(y, name="y")
-    try:
-        np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
-    except ValueError:
-        raise ParameterError(
-            f"the channel shapes {x.shape[:-1]!r} and {y.shape[:-1]!r} do not broadcast; pass arrays of "
-            "shape (..., n) with matching channels, or a mono (n,) signal"
-        ) from None
-    n = min(x.shape[-1], y.shape[-1])
-    x, y = x[..., :n], y[..., :n]
+    x, y = _truncate_common(*_valid_pair(x, y))
     nfft, _ = stft_settings(fs)
     A, B = _cross_sums_per_bin(x, y, fs, chunk=block_frames)
     return np.fft.rfftfreq(nfft, 1.0 / fs), A, B
