@@ -28,13 +28,16 @@ from .filters import allpass_phase, second_order_denominator, thiran_coef, warpe
 from .losses import phase_loss
 from .model import N_OUTPUTS, Direct, get_parameterization
 from .optim import adam, cosine_schedule, lbfgs
+from .phase_objective import cascade_phase_loss, direct_loss_and_grad
 from .ranges import DEFAULT_RANGES, ParamRanges
+from .threads import single_threaded_blas
 
 __all__ = ["fit_phase", "FitResult", "STRUCTURES"]
 
 STRUCTURES = ("traditional", "warped", "stretched")
 _EXACT = 1e-10  # loss of a practically exact fit (phase error ~1e-5 rad, null below -100 dB)
 _N_FINALISTS = 2
+_LOSS_RESOLUTION = 1e-15  # rounding level of the loss (a sum of phasors of modulus 1 +- 1e-16)
 _START_WARPS = (-0.8, 0.5)  # extra warps of the equation-error starts (structure="warped")
 
 
@@ -220,11 +223,10 @@ def _equation_error(basis, response, order, weights, *, n_iter):
     a = np.zeros(order)
     for _ in range(n_iter):
         # Real unknowns: the normal equations are Re(M^H W M) a = Re(M^H W r) (fast, N x N).
-        # einsum, not BLAS: these products are small, and a multithreaded BLAS on a loaded machine
-        # turns each of them into milliseconds of thread hand-offs.
-        weighted = matrix.conj() * row_weight2[:, None]
-        normal = np.real(np.einsum("fi,fj->ij", weighted, matrix))
-        rhs_normal = np.real(np.einsum("fi,f->i", weighted, rhs))
+        # (BLAS is single-threaded inside fit_phase: these products are small.)
+        weighted = matrix.conj().T * row_weight2
+        normal = np.real(weighted @ matrix)
+        rhs_normal = np.real(weighted @ rhs)
         # A tiny ridge keeps ill-conditioned systems (clustered poles) solvable; the gradient
         # polish that follows removes the bias it adds.
         ridge = 1e-16 * np.trace(normal) / order
@@ -232,7 +234,7 @@ def _equation_error(basis, response, order, weights, *, n_iter):
             a = np.linalg.solve(normal + ridge * np.eye(order), rhs_normal)
         except np.linalg.LinAlgError:
             a = np.zeros(order)
-        row_weight2 = weights / np.maximum(np.abs(1.0 + np.einsum("fk,k->f", e_k, a)), 1e-6) ** 2
+        row_weight2 = weights / np.maximum(np.abs(1.0 + e_k @ a), 1e-6) ** 2
     return a
 
 
@@ -301,7 +303,7 @@ class _Problem:
 
     def value(self, layout, t):
         const = layout.const_phase(self.w)
-        return float(phase_loss(layout.phase(t, self.w, const), self.target_phase, self.weights))
+        return cascade_phase_loss(layout, t, self.w, const, self.target_phase, self.weights, gradient=False)
 
     def polish(self, layout, t, *, n_iter, rng):
         """Optimise from t; return (t, loss, history)."""
@@ -310,7 +312,10 @@ class _Problem:
         params = self.parameterization.init(t, rng=rng)
         loss = self.loss_fn(layout)
         if self.optimizer == "lbfgs":
-            params, history = lbfgs(loss, params, max_iter=n_iter)
+            # Direct parameters: the hand-written gradient (same values, no tracing overhead).
+            by_hand = None if not isinstance(self.parameterization, Direct) else direct_loss_and_grad(
+                layout, self.w, layout.const_phase(self.w), self.target_phase, self.weights)
+            params, history = lbfgs(loss, params, max_iter=n_iter, loss_and_grad=by_hand)
         else:
             params, history = adam(loss, params, n_iter=n_iter, lr=self.lr, schedule=cosine_schedule(n_iter))
             if self.optimizer == "adam+lbfgs":
@@ -320,6 +325,7 @@ class _Problem:
         return t, self.value(layout, t), history
 
 
+@single_threaded_blas
 def fit_phase(
     freqs,
     target,
@@ -559,7 +565,8 @@ def fit_phase(
                         for variant in variants:
                             scored.append((problem.value(variant, t), order, pol, variant, t))
         # Best first; among practically equal losses the lower order first (no wasted sections).
-        scored.sort(key=lambda item: item[0] * (1.0 + 0.05 * item[1]) + 1e-13 * item[1])
+        # Losses below _LOSS_RESOLUTION are rounding noise: equal, so the order and the start order decide.
+        scored.sort(key=lambda item: max(item[0], _LOSS_RESOLUTION) * (1.0 + 0.05 * item[1]) + 1e-13 * item[1])
         for value, order, pol, layout, t in scored[:n_keep]:
             starts.append(("equation-error", layout, t))
     peaks = _group_delay_peaks(w, target_phase, weights, n_sections, fs=fs, r_max=ranges.r_max)

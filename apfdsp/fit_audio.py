@@ -52,6 +52,7 @@ from .model import get_parameterization
 from .optim import adam_init, adam_step, cosine_schedule
 from .ranges import DEFAULT_RANGES, ParamRanges
 from .tdfilter import sosfilt
+from .threads import single_threaded_blas
 
 __all__ = ["fit_audio", "AudioFitResult", "LOSSES", "INITS", "warmup_samples", "warmup_bound"]
 
@@ -988,6 +989,7 @@ def _check_pair(dry, wet):
     return dry, wet, np.ascontiguousarray(dry_b), np.ascontiguousarray(wet_b)
 
 
+@single_threaded_blas
 def fit_audio(
     dry,
     wet,

@@ -120,18 +120,33 @@ def adam(loss, params, *, n_iter=500, lr=1e-3, schedule=None, clip=None, callbac
     return unflatten(best_flat), history
 
 
-def lbfgs(loss, params, *, max_iter=200, tol=1e-14, stall_rtol=1e-3, stall_iter=20, callback=None):
+def lbfgs(loss, params, *, max_iter=200, tol=1e-14, stall_rtol=1e-3, stall_iter=20, callback=None,
+          loss_and_grad=None):
     """Minimise `loss(params)` with L-BFGS-B (`scipy.optimize.minimize`, gradients from autograd).
 
     Stops after `max_iter` iterations, when L-BFGS-B converges (`tol`: its ``ftol``, tiny so that exact
     targets are followed down to rounding level), or when the loss has stalled: fallen by less than
     the fraction `stall_rtol` over the last `stall_iter` iterations (0 disables this). A noisy target's
     fit creeps on for hundreds of iterations that move its null depth by thousandths of a dB.
+    `loss_and_grad`, if given, is a function of an array `params` returning the loss and its gradient
+    (same shape) computed by hand; it replaces autograd's (`loss` is then not called).
 
     Returns ``(params, history)`` like `adam`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params, history = lbfgs(lambda p: ((p - 3.0) ** 2).sum(), np.zeros(2))
+    >>> np.round(params, 6).tolist(), bool(history[-1] < 1e-12)
+    ([3.0, 3.0], True)
     """
     flat0, unflatten = flatten(params)
-    objective = value_and_grad(lambda flat: loss(unflatten(flat)))
+    if loss_and_grad is None:
+        objective = value_and_grad(lambda flat: loss(unflatten(flat)))
+    else:
+        def objective(flat):
+            value, grad = loss_and_grad(unflatten(flat))
+            return value, np.ravel(grad)
     history, last = [], [np.nan]
 
     def fun(flat):
