@@ -57,6 +57,8 @@ class AlignResult:
         The allpass fit(s).
     settings : dict
         The settings used.
+    baseline : AllpassCascade or list of AllpassCascade
+        The delay + polarity model (bulk delay and polarity alone), whether kept or not.
     """
 
     aligned: np.ndarray
@@ -70,6 +72,7 @@ class AlignResult:
     elapsed_s: float
     fit: object = None
     settings: dict = field(default_factory=dict)
+    baseline: object = None
 
     @property
     def advanced(self):
@@ -229,6 +232,7 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
         after=after,
         elapsed_s=time.perf_counter() - start,
         fit=fits[0][3] if single else [f[3] for f in fits],
+        baseline=fits[0][1] if single else [f[1] for f in fits],
         settings={"n_sections": n_sections, "structure": structure, "seed": seed,
                   "max_delay_s": max_delay_s, "per_channel": bool(per_channel), "causal": bool(causal),
                   "max_bins": max_bins,

@@ -29,12 +29,13 @@ import numpy as np
 from scipy import signal
 
 from .align import align, fit_alignment
+from .align_files import align_files
 from .cascade import Allpass1, Allpass2, Delay
 from .demo import demo_dry, demo_effect
 from .exceptions import ApfdspError, AudioError, ModelFileError, OutputError, ParameterError
 from .fit import STRUCTURES
 from . import io as _io
-from .io import _same_file, apply_file, load_model, read_audio, save_model, write_audio
+from .io import _same_file, apply_file, audio_info, load_model, read_audio, save_model, write_audio
 from .metrics import mix_report
 from .version import __version__
 
@@ -529,8 +530,8 @@ def _fit_kwargs(args):
                 max_delay_s=args.max_delay_ms / 1e3, per_channel=args.per_channel, causal=args.causal)
 
 
-def _refuse_per_channel_model(args, dry, option):
-    if args.per_channel and dry.ndim == 2 and dry.shape[0] > 1:
+def _refuse_per_channel_model(args, channels, option):
+    if args.per_channel and channels > 1:
         raise ParameterError(
             f"--per-channel fits one model per channel, and a model file holds one model: "
             f"drop {option} or drop --per-channel"
@@ -700,6 +701,15 @@ def _advanced_note(result):
     return None
 
 
+def _excerpt_note(result):
+    analysis = result.settings.get("analysis", {})
+    if analysis.get("whole_files", True):
+        return None
+    return (f"note: the files are long, so the model was fitted on {analysis['duration_s']:.1f} s of their "
+            f"{analysis['files_s']:.1f} s (from {analysis['start_s']:.1f} s, where dry and wet are loudest "
+            f"together); the null depths and mix losses cover the whole files")
+
+
 # -- the commands ------------------------------------------------------------------------------------------
 def _read_pair(args, progress):
     progress.stage("reading audio")
@@ -716,16 +726,25 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
                     ("--report", report, "figure")], [args.dry, args.wet])
     progress = _progress(args, label)
     try:
-        dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
+        dry_info, wet_info = audio_info(args.dry), audio_info(args.wet)
         if model_out is not None:
-            _refuse_per_channel_model(args, dry, "--model-out" if command == "align" else "fit")
-        progress.stage("measuring delay, polarity and phase")
-        result = fit_alignment(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback,
-                               apply=audio_out is not None)
+            _refuse_per_channel_model(args, dry_info["channels"], "--model-out" if command == "align" else "fit")
         written = []
+        if dry_info["samplerate"] == wet_info["samplerate"]:
+            # Bounded memory: long files are analysed on an excerpt, output and metrics are streamed.
+            fs, wet_rate = dry_info["samplerate"], None
+            subtype = dry_info["subtype"] if audio_out is not None and _same_type(audio_out, args.dry) else None
+            result, dry, wet = align_files(args.dry, args.wet, audio_out, subtype=subtype, stage=progress.stage,
+                                           callback=progress.fit_callback, **_fit_kwargs(args))
+        else:
+            dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
+            progress.stage("measuring delay, polarity and phase")
+            result = fit_alignment(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback,
+                                   apply=audio_out is not None)
+            if audio_out is not None:
+                progress.stage("writing audio")
+                _write_like(audio_out, result.aligned, fs, args.dry, dry_info, [args.dry, args.wet])
         if audio_out is not None:
-            progress.stage("writing audio")
-            _write_like(audio_out, result.aligned, fs, args.dry, dry_info, [args.dry, args.wet])
             written.append(audio_out)
         if model_out is not None:
             save_model(model_out, result.cascade, metadata=_model_metadata(command, args, result, fs, wet_rate))
@@ -739,8 +758,9 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
         progress.close()
     record = _record(result.summary(), elapsed_s=time.perf_counter() - start, model_path=model_out,
                      output_path=audio_out, fs=fs, dry_path=args.dry, wet_path=args.wet,
-                     wet_resampled_from_hz=wet_rate, advanced=bool(result.advanced), files_written=written)
-    notes = [n for n in (_advanced_note(result),) if n]
+                     wet_resampled_from_hz=wet_rate, advanced=bool(result.advanced), files_written=written,
+                     analysis=result.settings.get("analysis", {"whole_files": True}))
+    notes = [n for n in (_advanced_note(result), _excerpt_note(result)) if n]
     if wet_rate is not None:
         notes.insert(0, f"note: WET was resampled from {wet_rate} Hz to {fs} Hz")
     return record, notes, result, dry, wet, fs

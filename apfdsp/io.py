@@ -27,6 +27,7 @@ from .version import __version__
 
 __all__ = [
     "read_audio", "write_audio", "apply_file", "save_model", "load_model", "MODEL_FORMAT", "MODEL_FORMAT_VERSION",
+    "audio_info", "read_audio_blocks",
 ]
 
 MODEL_FORMAT = "apfdsp-model"
@@ -1037,3 +1038,84 @@ def load_model(path):
             f"model file {path!r} describes an unstable filter (pole radius {np.max(radius):.12g} >= 1)"
         )
     return cascade, metadata
+
+
+# -- long files: information, excerpts and blocks -----------------------------------------------------------
+def audio_info(path):
+    """``subtype``, ``format``, ``channels``, ``samplerate`` and ``frames`` of an audio file, without reading it.
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, unreadable or empty.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "noise.wav")
+    >>> write_audio(path, np.random.default_rng(0).uniform(-0.5, 0.5, (2, 4800)), 48000)
+    >>> audio_info(path)["frames"], audio_info(path)["channels"]
+    (4800, 2)
+    >>> tmp.cleanup()
+    """
+    path, f = _open_input(path)
+    with f:
+        return _info(f)
+
+
+def read_audio_blocks(path, block_size, *, start=0, frames=None):
+    """Yield consecutive blocks of an audio file as float64 arrays of shape (channels, block_size).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Audio file.
+    block_size : int
+        Frames per block (the last block may be shorter).
+    start : int
+        First frame read.
+    frames : int, optional
+        Number of frames read from `start` (default: to the end).
+
+    Raises
+    ------
+    AudioError
+        If the file is unreadable, holds NaN or Inf samples, or ends before the frames its header announces.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "ramp.wav")
+    >>> write_audio(path, np.linspace(-0.5, 0.5, 10), 8000, subtype="DOUBLE")
+    >>> [block.shape for block in read_audio_blocks(path, 4, start=1)]
+    [(1, 4), (1, 4), (1, 1)]
+    >>> tmp.cleanup()
+    """
+    block_size = valid_int(block_size, "block_size", minimum=1)
+    path, f = _open_input(path)
+    with f:
+        start = valid_int(start, "start", minimum=0, maximum=f.frames)
+        todo = f.frames - start if frames is None else valid_int(frames, "frames", minimum=0, maximum=f.frames - start)
+        f.seek(start)
+        done = 0
+        while done < todo:
+            try:
+                block = f.read(min(block_size, todo - done), dtype="float64", always_2d=True)
+            except _READ_ERRORS as err:
+                raise AudioError(f"cannot read audio file {path!r}: {_one_line(err)}") from None
+            if len(block) == 0:
+                raise AudioError(
+                    f"audio file {path!r} ends early: its header announces {f.frames} frames, "
+                    f"only {start + done} could be read"
+                )
+            if not np.isfinite(block).all():
+                raise AudioError(
+                    f"audio file {path!r} contains NaN or Inf samples "
+                    f"(in frames {start + done}-{start + done + len(block) - 1}); clean the audio first"
+                )
+            done += len(block)
+            yield np.ascontiguousarray(block.T)

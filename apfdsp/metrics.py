@@ -7,6 +7,7 @@ numpy and scipy only (DESIGN.md section 5).
 """
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal
 
 from ._validate import valid_audio, valid_fs, valid_range
@@ -24,6 +25,7 @@ __all__ = [
     "weighted_phase_error",
     "mix_report",
     "MixMeter",
+    "StreamingMixMeter",
 ]
 
 #: Floor of the dB metrics: ``mix_loss_db`` of a polarity-flipped copy and ``null_depth_db`` of identical
@@ -521,3 +523,129 @@ def _report(A, B, x, y, fs, max_delay_s):
         "ncc": normalized_xcorr(x, y),
         "residual_delay_samples": residual_delay(x, y, fs=fs, max_delay_s=max_delay_s),
     }
+
+
+class StreamingMixMeter:
+    r"""`mix_report` sums of candidate dry signals against one wet signal, fed block by block.
+
+    For files too long to hold in memory: the signals arrive in consecutive blocks of equal length
+    (time on the last axis), and the metric STFT's frames are cut from a buffer of less than one frame
+    plus the current block, on the same grid as the in-memory metrics (`mix_report`), so the sums
+    agree with them to rounding. Memory: one block and one frame per signal.
+
+    Parameters
+    ----------
+    n : int
+        Total length (samples) of the signals, known in advance (it fixes the last frames).
+    fs : float
+        Sample rate in Hz.
+    n_candidates : int
+        Number of candidate dry signals measured against the wet.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp.metrics import StreamingMixMeter, mix_report
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.standard_normal(30000), rng.standard_normal(30000)
+    >>> meter = StreamingMixMeter(30000, fs=48000, n_candidates=1)
+    >>> for start in range(0, 30000, 7000):
+    ...     meter.add(y[start : start + 7000], [x[start : start + 7000]])
+    >>> streamed, whole = meter.report(0), mix_report(x, y, fs=48000)
+    >>> bool(abs(streamed["null_db"] - whole["null_db"]) < 1e-9), bool(abs(streamed["ncc"] - whole["ncc"]) < 1e-12)
+    (True, True)
+    """
+
+    def __init__(self, n, *, fs, n_candidates):
+        self.fs = valid_fs(fs)
+        self.n = int(n)
+        if self.n < 1:
+            raise ParameterError(f"n must be a positive number of samples, got {n!r}")
+        self.n_candidates = int(n_candidates)
+        self.nfft, self.hop = stft_settings(self.fs)
+        # The frame grid of `_frames` for a signal of n samples (padded to half a window if shorter).
+        n_eff = max(self.n, (self.nfft + 1) // 2)
+        stft = signal.ShortTimeFFT(signal.windows.hann(self.nfft, sym=False), self.hop, self.fs)
+        first, last = stft.p_min, stft.p_max(n_eff)
+        self._lead = -(first * self.hop - stft.m_num_mid)  # zeros before the first sample
+        self._frames_left = last - first
+        self._window = stft.win
+        self._centre = np.where(np.arange(self.nfft // 2 + 1) % 2, -1.0, 1.0)
+        self._buffers = None
+        self._seen = 0
+        self._A = np.zeros(self.n_candidates)
+        self._B = np.zeros(self.n_candidates)
+        self._xy = np.zeros(self.n_candidates)
+        self._xx = np.zeros(self.n_candidates)
+        self._yy = 0.0
+
+    def add(self, wet, candidates):
+        """Add the next block of the wet signal and of each candidate (all of one length)."""
+        wet = np.asarray(wet, dtype=float)
+        candidates = [np.asarray(c, dtype=float) for c in candidates]
+        if len(candidates) != self.n_candidates or any(c.shape[-1] != wet.shape[-1] for c in candidates):
+            raise ParameterError(
+                f"add() takes one wet block and {self.n_candidates} candidate blocks of the same length"
+            )
+        take = min(wet.shape[-1], self.n - self._seen)
+        if take <= 0:
+            return
+        wet, candidates = wet[..., :take], [c[..., :take] for c in candidates]
+        self._seen += take
+        self._yy += float(np.sum(np.broadcast_arrays(wet, *candidates)[0] ** 2))
+        for k, c in enumerate(candidates):
+            cb, wb = np.broadcast_arrays(c, wet)
+            self._xy[k] += float(np.sum(cb * wb))
+            self._xx[k] += float(np.sum(cb * cb))
+        self._push([wet] + candidates)
+
+    def _push(self, blocks, final=False):
+        if self._buffers is None:
+            self._buffers = [np.concatenate([np.zeros(b.shape[:-1] + (self._lead,)), b], axis=-1) for b in blocks]
+        else:
+            self._buffers = [np.concatenate([buf, b], axis=-1) for buf, b in zip(self._buffers, blocks)]
+        length = self._buffers[0].shape[-1]
+        count = min(self._frames_left, max(0, (length - self.nfft) // self.hop + 1))
+        if count:
+            self._accumulate(count)
+            self._buffers = [buf[..., count * self.hop :] for buf in self._buffers]
+            self._frames_left -= count
+
+    def _accumulate(self, count):
+        spectra = []
+        for buf in self._buffers:
+            frames = np.lib.stride_tricks.sliding_window_view(buf, self.nfft, axis=-1)[..., :: self.hop, :][..., :count, :]
+            spectra.append(sp_fft.rfft(frames * self._window, axis=-1, workers=-1) * self._centre)
+        wet = spectra[0]
+        for k, X in enumerate(spectra[1:]):
+            XY = np.reshape(X * np.conj(wet), (-1, self._centre.size))
+            self._A[k] += np.abs(XY).sum()
+            self._B[k] += XY.real.sum()
+
+    def _finish(self):
+        if self._frames_left > 0:
+            if self._buffers is None:
+                raise AudioError("no samples were added to the StreamingMixMeter")
+            pad = self._frames_left * self.hop + self.nfft
+            self._push([np.zeros(buf.shape[:-1] + (pad,)) for buf in self._buffers])
+
+    def sums(self, k):
+        """``(A, B)`` of candidate `k` (see `MixMeter.cross_sums`), after every block was added."""
+        if self._seen < self.n:
+            raise ParameterError(f"only {self._seen} of the announced {self.n} samples were added")
+        self._finish()
+        return float(self._A[k]), float(self._B[k])
+
+    def report(self, k, *, residual_delay_samples=None):
+        """`mix_report` of candidate `k`; the residual delay is not streamed: pass it if measured."""
+        A, B = self.sums(k)
+        if not A > 0:
+            raise AudioError("the signals share no energy in any time-frequency bin")
+        den = np.sqrt(self._xx[k] * self._yy)
+        return {
+            "mix_ratio": _ratio(A, B),
+            "mix_loss_db": _db(_ratio(A, B)),
+            "null_db": _db(_null(A, B)),
+            "ncc": float(np.clip(self._xy[k] / den, -1.0, 1.0)) if den > 0 else 0.0,
+            "residual_delay_samples": residual_delay_samples,
+        }

@@ -477,7 +477,7 @@ def test_unexpected_exception_is_a_bug_with_traceback(work, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(cli, "read_audio", boom)
+    monkeypatch.setattr(cli, "align_files", boom)
     code, _, err = run(["align", work.dry, work.wet, "-o", work.dir / "out.wav"])
     assert code == 1
     assert "Traceback" in err and "kaboom" in err and "bug" in err
