@@ -14,11 +14,11 @@ measured relative response, weights |S_yx| x coherence, from 5 s of the demo tra
 """
 
 import argparse
-import json
 import time
 
 import numpy as np
 
+import results_file
 from apfdsp import Allpass1, Allpass2, AllpassCascade, fit_phase
 
 CONFIGS = {
@@ -124,7 +124,9 @@ def _small_mlp():
     return SinusoidalMLP(hidden=(8, 4), input_size=8)
 
 
-def table(rows):
+def table(results):
+    """The README's Markdown table of a compare_structures results dict."""
+    rows = results["rows"]
     configs = list(dict.fromkeys(r["config"] for r in rows))
     target_names = list(dict.fromkeys(r["target"] for r in rows))
     groups = {"random cascades": [t for t in target_names if t.startswith("random")],
@@ -163,19 +165,19 @@ def figure(rows, path):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny settings (a smoke test)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings (a smoke test; no results file)")
     parser.add_argument("--figure", default=None, help="write a figure (PNG) here")
-    parser.add_argument("--json", default=None, help="write the raw rows (JSON) here")
     args = parser.parse_args()
+    load_before = results_file.start()
     t0 = time.perf_counter()
     if args.quick:
         rows = run(n_random=1, seeds=(0,), with_effects=False, quick=True)
+        results = {"rows": rows}
     else:
         rows = run()
-    print(table(rows))
+        results = results_file.save("compare_structures", "benchmarks/compare_structures.py", rows,
+                                    load_before=load_before, total_s=round(time.perf_counter() - t0, 1))
+    print(table(results))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if args.figure:
         figure(rows, args.figure)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)

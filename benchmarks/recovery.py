@@ -1,6 +1,6 @@
 """Recovery of random ground-truth allpass cascades from their exact phase (issue: core acceptance).
 
-    python benchmarks/recovery.py --n 100          # full run, prints the distribution and times
+    python benchmarks/recovery.py --n 100          # full run: benchmarks/results/recovery.json
 
 Targets: fs = 48 kHz, traditional and warped second-order sections (2 to 8), R in [0.3, 0.97],
 fc log-uniform 30 Hz - 18 kHz; one in four targets also has a first-order section and a polarity
@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+import results_file
 from apfdsp import Allpass1, Allpass2, AllpassCascade, Polarity, fit_phase
 
 FS = 48000.0
@@ -58,16 +59,30 @@ def summary(rows, threshold=0.02):
     }
 
 
+def table(results):
+    """The README's Markdown table of a recovery results dict."""
+    summ = summary(results["rows"])
+    p = summ["error_percentiles_rad"]
+    p = {int(k): v for k, v in p.items()}
+    return ("| targets | error < 0.02 rad | median error | 99th percentile | worst | median s per fit | whole run |\n"
+            "|---:|---:|---:|---:|---:|---:|---:|\n"
+            f"| {summ['n']} | {summ['below_threshold']} | {p[50]:.1e} rad | {p[99]:.1e} rad | {p[100]:.1e} rad | "
+            f"{summ['seconds_median']:.2f} | {results['total_s']:.0f} s |")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--structure", default="warped")
     args = parser.parse_args()
+    load_before = results_file.start()
     t0 = time.perf_counter()
     rows = run(args.n, args.seed, structure=args.structure)
     for r in rows:
         if r["error_rad"] >= 0.02:
             print("miss:", r)
+    results = results_file.save("recovery", "benchmarks/recovery.py", rows, load_before=load_before,
+                                settings=vars(args), total_s=round(time.perf_counter() - t0, 1))
     print(json.dumps(summary(rows), indent=2))
-    print(f"total {time.perf_counter() - t0:.1f} s")
+    print(table(results))
