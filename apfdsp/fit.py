@@ -13,7 +13,9 @@ cascade, the best is kept, and sections that do nothing are pruned (removed, or 
 integer delay they have collapsed to).
 """
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import autograd.numpy as anp
@@ -37,6 +39,8 @@ __all__ = ["fit_phase", "FitResult", "STRUCTURES"]
 STRUCTURES = ("traditional", "warped", "stretched")
 _EXACT = 1e-10  # loss of a practically exact fit (phase error ~1e-5 rad, null below -100 dB)
 _N_FINALISTS = 2
+# The starts' polishes run on this many threads (direct parameters): two, or one on a one-core machine.
+_POLISH_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 _LOSS_RESOLUTION = 1e-15  # rounding level of the loss (a sum of phasors of modulus 1 +- 1e-16)
 _START_WARPS = (-0.8, 0.5)  # extra warps of the equation-error starts (structure="warped")
 
@@ -591,10 +595,10 @@ def fit_phase(
     # Stage 1: a short polish of every start. Stage 2: the best few get the full budget.
     tried, polished = [], []
     short_iter = max(1, max_iter // 4)
-    for i, (kind, layout, t) in enumerate(resolved):
+    for i, (kind, layout, (t_fit, value, history)) in enumerate(
+            _polish_starts(problem, resolved, n_iter=short_iter, rng=rng)):
         if callback is not None:
             callback("polish", i, len(resolved) + 1)
-        t_fit, value, history = problem.polish(layout, t, n_iter=short_iter, rng=rng)
         tried.append({"kind": kind, "n_sections": layout.n2 + layout.n1, "polarity": layout.polarity, "loss": value})
         polished.append((value, layout, t_fit, history, kind))
         if value < _EXACT:
@@ -635,6 +639,33 @@ def fit_phase(
         starts=tried,
         settings=settings,
     )
+
+
+def _polish_starts(problem, starts, *, n_iter, rng):
+    """Yield (kind, layout, polish result) for each start, in order.
+
+    With direct parameters a polish uses no random numbers, so after the first start (often exact on
+    clean targets, which ends the search) the others are polished on two threads: numpy releases the
+    GIL in the array arithmetic that dominates a polish. The results are those of polishing in order.
+    """
+    starts = list(starts)
+    if not starts:
+        return
+    kind, layout, t = starts[0]
+    yield kind, layout, problem.polish(layout, t, n_iter=n_iter, rng=rng)
+    rest = starts[1:]
+    if not isinstance(problem.parameterization, Direct) or len(rest) < 2 or _POLISH_THREADS < 2:
+        for kind, layout, t in rest:
+            yield kind, layout, problem.polish(layout, t, n_iter=n_iter, rng=rng)
+        return
+    with ThreadPoolExecutor(max_workers=_POLISH_THREADS) as pool:
+        futures = [pool.submit(problem.polish, layout, t, n_iter=n_iter, rng=None) for _, layout, t in rest]
+        try:
+            for (kind, layout, _), future in zip(rest, futures):
+                yield kind, layout, future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def _better(value, layout, best_value, best_layout):
