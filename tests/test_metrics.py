@@ -8,6 +8,9 @@ from scipy import signal
 
 from apfdsp.exceptions import AudioError, ParameterError
 from apfdsp.metrics import (
+    broadband_null_db,
+    broadband_null_from_sums,
+    energy_sums,
     DB_FLOOR,
     mix_loss_db,
     mix_ratio,
@@ -211,7 +214,8 @@ def test_weighted_phase_error_errors(args, kwargs, match):
 def test_mix_report_consistent(noise):
     y = 0.5 * frac_delay(phase_shift(noise, 0.2), 1.5)
     rep = mix_report(noise, y, fs=FS)
-    assert set(rep) == {"mix_ratio", "mix_loss_db", "null_db", "ncc", "residual_delay_samples"}
+    assert set(rep) == {"mix_ratio", "mix_loss_db", "null_db", "broadband_null_db", "ncc", "residual_delay_samples"}
+    assert rep["broadband_null_db"] == broadband_null_db(noise, y)
     assert all(isinstance(v, float) for v in rep.values())
     assert rep["mix_ratio"] == mix_ratio(noise, y, fs=FS)
     assert rep["mix_loss_db"] == mix_loss_db(noise, y, fs=FS)
@@ -255,3 +259,64 @@ def test_residual_delay_checks_max_duration(noise, bad):
 
     with pytest.raises(ParameterError, match="max_duration_s"):
         residual_delay(noise, noise, fs=FS, max_duration_s=bad)
+
+
+# -- the broadband null (what a DAW polarity-flip-and-sum shows) ----------------------------------------------
+def _lstsq_null_db(x, y):
+    """Second route: the least-squares gain from numpy's solver, the residual level by brute force."""
+    g = max(float(np.linalg.lstsq(x.reshape(-1, 1), y.reshape(-1), rcond=None)[0][0]), 0.0)
+    return 10 * np.log10(np.sum((y - g * x) ** 2) / np.sum(y**2))
+
+
+def test_broadband_null_matches_least_squares(noise, rng):
+    b, a = signal.butter(4, 1000.0, "highpass", fs=FS)
+    for y in (0.3 * noise + 0.1 * rng.standard_normal(noise.size), signal.lfilter(b, a, noise),
+              2.0 * np.roll(noise, 1)):
+        assert broadband_null_db(noise, y) == pytest.approx(_lstsq_null_db(noise, y), abs=1e-9)
+
+
+def test_broadband_null_counts_tone_but_phase_only_does_not(noise):
+    """A high-pass at 1 kHz: the phase-only null of the exactly aligned pair is perfect, the broadband
+    null is not (the low end does not cancel), and the DAW null of the unfiltered dry is shallower still."""
+    sos = signal.butter(2, 1000.0, "highpass", fs=FS, output="sos")
+    wet = signal.sosfilt(sos, noise)
+    assert null_depth_db(wet / 3, wet, fs=FS) <= -150
+    assert broadband_null_db(wet / 3, wet) <= -150
+    assert -12 < broadband_null_db(noise, wet) < -1  # what the flip-and-sum test gives unaligned
+    assert broadband_null_db(noise, wet) > null_depth_db(noise, wet, fs=FS) - 100  # finite, in range
+
+
+def test_broadband_null_inverted_and_silent(noise):
+    assert broadband_null_db(-noise, noise) == 0.0
+    assert broadband_null_db(np.zeros_like(noise), noise) == 0.0
+    with pytest.raises(AudioError, match="silent"):
+        broadband_null_db(noise, np.zeros_like(noise))
+
+
+def test_broadband_null_sums_accumulate_over_blocks(noise, rng):
+    """The sums of blocks add up to the sums of the whole; stereo shares one gain."""
+    y = np.stack([0.5 * noise, np.roll(noise, 3)]) + 0.01 * rng.standard_normal((2, noise.size))
+    x = noise
+    whole = energy_sums(x, y)
+    blocks = np.sum([energy_sums(x[i : i + 7000], y[:, i : i + 7000]) for i in range(0, noise.size, 7000)], axis=0)
+    assert blocks == pytest.approx(whole, rel=1e-12)
+    assert broadband_null_from_sums(*blocks) == pytest.approx(broadband_null_db(x, y), abs=1e-9)
+    xb = np.broadcast_to(x, y.shape)
+    assert broadband_null_db(x, y) == pytest.approx(_lstsq_null_db(xb, y), abs=1e-9)
+
+
+@pytest.mark.parametrize("sums, error, match", [
+    ((np.nan, 0.0, 1.0), ParameterError, "finite"),
+    ((1.0, 0.0, -1.0), ParameterError, "non-negative"),
+    ((1.0, 3.0, 1.0), ParameterError, "inconsistent"),
+    (("a", 0.0, 1.0), ParameterError, "three numbers"),
+    ((0.0, 0.0, 1.0), AudioError, "silent"),
+])
+def test_broadband_null_from_sums_errors(sums, error, match):
+    with pytest.raises(error, match=match):
+        broadband_null_from_sums(*sums)
+
+
+def test_energy_sums_shape_error(noise):
+    with pytest.raises(ParameterError, match="broadcast"):
+        energy_sums(np.stack([noise] * 2), np.stack([noise] * 3))
