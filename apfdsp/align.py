@@ -18,7 +18,7 @@ from .exceptions import ParameterError
 from .fit import fit_phase
 from .metrics import MixMeter
 
-__all__ = ["align", "fit_alignment", "AlignResult", "ALIGN_DEFAULTS"]
+__all__ = ["align", "fit_alignment", "AlignResult", "ALIGN_DEFAULTS", "broadband_polarity", "method_label"]
 
 #: Defaults shared by `align`, `fit_alignment` and the command line.
 ALIGN_DEFAULTS = {
@@ -41,13 +41,14 @@ class AlignResult:
     cascade : AllpassCascade or list of AllpassCascade
         The model applied to the dry (one per channel with ``per_channel=True``).
     method : str or list of str
-        ``"allpass"`` or ``"delay+polarity"`` (the fallback kept when the allpass does not help).
+        ``"allpass"`` (a model with allpass sections) or ``"delay+polarity"`` (none: the fallback kept
+        when the allpass does not help, or a fit that needed no section); see `method_label`.
     delay_samples : float
         Bulk delay of the wet relative to the dry (positive: the dry was delayed).
     polarity : int
-        Polarity of the model (-1: it inverts the dry). The model may realise an inversion with a
-        first-order section instead (pole near z = 1) when the effect's phase turns by 180 degrees at
-        low frequencies (a high-pass, say); then this is +1.
+        -1 only when the model inverts the signal broadband (`broadband_polarity`): judged on its
+        phase where the signal has its energy, not on the sign of one cell (a model may carry a
+        Polarity cell that a first-order section near z = 1 turns back, as for a high-pass).
     before, delay_polarity, after : dict
         `apfdsp.metrics.mix_report` of the dry as given, after delay + polarity only, and after
         alignment (on the whole signals).
@@ -59,6 +60,10 @@ class AlignResult:
         The settings used.
     baseline : AllpassCascade or list of AllpassCascade
         The delay + polarity model (bulk delay and polarity alone), whether kept or not.
+    polarity_label : str
+        ``"normal"``, ``"inverted"`` or ``"phase rotated"`` (see `broadband_polarity`).
+    phase_rotation_deg : float
+        The model's mean phase where the signal has its energy, after the bulk delay, in degrees.
     """
 
     aligned: np.ndarray
@@ -73,6 +78,8 @@ class AlignResult:
     fit: object = None
     settings: dict = field(default_factory=dict)
     baseline: object = None
+    polarity_label: str = "normal"
+    phase_rotation_deg: float = 0.0
 
     @property
     def advanced(self):
@@ -87,24 +94,128 @@ class AlignResult:
         return all(c.causal for c in cascades)
 
     def summary(self):
-        """JSON-safe dict of the main numbers."""
+        """JSON-safe dict of the main numbers.
+
+        ``null_db_*`` are phase-only nulls (`apfdsp.metrics.null_depth_db`), ``broadband_null_db_*``
+        the nulls a DAW's polarity-flip-and-sum shows (`apfdsp.metrics.broadband_null_db`).
+        """
         cascades = self.cascade if isinstance(self.cascade, list) else [self.cascade]
-        return {
+        sections = [_n_sections(cas) for cas in cascades]
+        methods = self.method if isinstance(self.method, list) else [self.method]
+        labels = [method_label(m, n) for m, n in zip(methods, sections)]
+        out = {
             "delay_samples": float(self.delay_samples),
             "delay_ms": float(1e3 * self.delay_samples / cascades[0].fs),
             "polarity": int(self.polarity),
+            "polarity_label": self.polarity_label,
+            "phase_rotation_deg": float(self.phase_rotation_deg),
             "method": self.method,
-            "n_sections": [sum(1 for c in cas if not isinstance(c, (Delay, Polarity))) for cas in cascades]
-            if len(cascades) > 1 else sum(1 for c in cascades[0] if not isinstance(c, (Delay, Polarity))),
-            "mix_loss_db_before": self.before["mix_loss_db"],
-            "mix_loss_db_delay_polarity": self.delay_polarity["mix_loss_db"],
-            "mix_loss_db_after": self.after["mix_loss_db"],
-            "null_db_before": self.before["null_db"],
-            "null_db_delay_polarity": self.delay_polarity["null_db"],
-            "null_db_after": self.after["null_db"],
-            "realtime_capable": bool(self.causal),
-            "elapsed_s": float(self.elapsed_s),
+            "method_label": labels if len(cascades) > 1 else labels[0],
+            "n_sections": sections if len(cascades) > 1 else sections[0],
         }
+        for key in ("mix_loss_db", "null_db", "broadband_null_db"):
+            for stage, metrics in (("before", self.before), ("delay_polarity", self.delay_polarity),
+                                   ("after", self.after)):
+                out[f"{key}_{stage}"] = metrics[key]
+        out.update(realtime_capable=bool(self.causal), elapsed_s=float(self.elapsed_s))
+        return out
+
+
+def _n_sections(cascade):
+    return sum(1 for c in cascade if not isinstance(c, (Delay, Polarity)))
+
+
+def method_label(method, n_sections):
+    """The method as the summary prints it: ``"delay+polarity"`` or ``"allpass (N sections)"``.
+
+    Examples
+    --------
+    >>> method_label("allpass", 3), method_label("allpass", 1), method_label("delay+polarity", 0)
+    ('allpass (3 sections)', 'allpass (1 section)', 'delay+polarity')
+    """
+    if method == "allpass" and n_sections:
+        return f"allpass ({n_sections} section{'s' if n_sections != 1 else ''})"
+    return "delay+polarity"
+
+
+#: `broadband_polarity` calls a model inverted when the real part of its energy-weighted mean response
+#: (bulk delay removed) is below -INVERTED_BELOW, normal when it is above NORMAL_ABOVE.
+INVERTED_BELOW = 0.5
+NORMAL_ABOVE = 0.9
+
+
+def broadband_polarity(cascade, freqs, weights, delay_samples):
+    r"""Does the model invert the signal? Judged on its phase where the signal has its energy.
+
+    Parameters
+    ----------
+    cascade : AllpassCascade
+        The model.
+    freqs : array_like
+        Frequencies in Hz (0 .. fs/2).
+    weights : array_like
+        Non-negative weights at `freqs`: where the signal has its energy (e.g. cross power).
+    delay_samples : float
+        The bulk delay to remove before judging (the delay the summary reports).
+
+    Returns
+    -------
+    polarity : int
+        -1 when the model inverts the signal broadband, else +1.
+    label : str
+        ``"inverted"``, ``"normal"`` or ``"phase rotated"`` (neither: the phase turns, by frequency,
+        far from 0 and from 180 degrees; the polarity button would not make the two null).
+    rotation_deg : float
+        Angle of the mean response `m` in degrees.
+
+    Notes
+    -----
+    With the model's response :math:`H(f)` and :math:`D` the bulk delay,
+
+    .. math:: m = rac{\sum_f w(f)\, H(f)\, e^{2\pi i f D / f_s}}{\sum_f w(f)}, \qquad |m| \le 1.
+
+    :math:`\mathrm{Re}\, m` is the zero-lag correlation of the dry through the model (delay removed)
+    with the dry, for a dry of power spectrum `w`. Inverted when :math:`\mathrm{Re}\, m < -0.5`,
+    normal when it is above 0.9, phase rotated in between. A high-pass fitted as a polarity flip
+    turned back by a section near z = 1 is not inverted: its phase is near 0 where the energy is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import AllpassCascade, Allpass1, Delay, Polarity
+    >>> f = np.linspace(0, 24000, 513)
+    >>> w = np.where(f >= 40, 1 / np.maximum(f, 40), 0.0)  # a pink spectrum from 40 Hz
+    >>> broadband_polarity(AllpassCascade([Delay(3.0), Polarity(-1)], fs=48000), f, w, 3.0)[:2]
+    (-1, 'inverted')
+    >>> hp_like = AllpassCascade([Polarity(-1), Allpass1(-0.999)], fs=48000)  # turns back at ~8 Hz
+    >>> broadband_polarity(hp_like, f, w, 0.0)[:2]
+    (1, 'normal')
+    """
+    freqs = np.asarray(freqs, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    if weights.shape != freqs.shape or not np.all(weights >= 0) or not np.sum(weights) > 0:
+        raise ParameterError("weights must be non-negative, not all zero, one per frequency")
+    undelayed = cascade.response(freqs) * np.exp(2j * np.pi * freqs / cascade.fs * float(delay_samples))
+    m = np.sum(weights * undelayed) / np.sum(weights)
+    rotation = float(np.degrees(np.angle(m)))
+    if m.real < -INVERTED_BELOW:
+        return -1, "inverted", rotation
+    return 1, ("normal" if m.real > NORMAL_ABOVE else "phase rotated"), rotation
+
+
+#: Delays within this many samples of a whole number are taken as that whole number (an exact shift):
+#: the phase error at fs/2 is under 0.2 degrees, and a delay of -0.00001 samples is no advance.
+DELAY_SNAP_SAMPLES = 1e-3
+
+
+def _snap_delay(cascade):
+    """The cascade with its Delay cells merged into one, a whole number if within DELAY_SNAP_SAMPLES."""
+    delays = [c.samples for c in cascade if isinstance(c, Delay)]
+    total = float(np.sum(delays)) if delays else 0.0
+    if not delays or abs(total - round(total)) >= DELAY_SNAP_SAMPLES:
+        return cascade
+    rest = [c for c in cascade if not isinstance(c, Delay)]
+    return AllpassCascade(rest + ([Delay(float(round(total)))] if round(total) else []), fs=cascade.fs)
 
 
 def _reduce_grid(freqs, H, x_psd, weights, max_bins):
@@ -133,7 +244,8 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
              causal):
     """Estimate and fit one (possibly multichannel, pooled) pair; return (allpass, baseline, est, fit)."""
     est = estimate(dry, wet, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
-    baseline = AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []), fs=fs)
+    baseline = _snap_delay(AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []),
+                                          fs=fs))
     freqs, H, weights = _reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     residual = est.delay_samples - est.integer_delay
     # The allpass may take over part of the bulk delay; a causal model never advances the dry. When the
@@ -155,10 +267,23 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
     # Put the integer delay removed before the analysis back into the fitted delay.
     cells = []
     for cell in result.cascade:
-        cells.append(Delay(cell.samples + est_shift) if isinstance(cell, Delay) else cell)
+        cells.extend(_shifted_delay(cell, est_shift) if isinstance(cell, Delay) else [cell])
     if not any(isinstance(c, Delay) for c in cells) and est_shift:
         cells.append(Delay(float(est_shift)))
-    return AllpassCascade(cells, fs=fs), baseline, est, result
+    return _snap_delay(AllpassCascade(cells, fs=fs)), baseline, est, result
+
+
+def _energy_weights(est):
+    """Where the pair has its energy: the fit's weights (cross power times coherence), else the dry's PSD."""
+    return est.weights if np.sum(est.weights) > 0 else est.x_psd
+
+
+def _shifted_delay(cell, shift):
+    """Cells for Delay `cell` plus `shift` samples, realised as fitted (the same Thiran unit)."""
+    moved = Delay(cell.samples + shift)
+    if cell.thiran is None or moved.shift == cell.shift + shift:
+        return [moved]
+    return [Delay(float(cell.shift + shift)), cell.thiran]  # a Delay cell would realise it otherwise
 
 
 def _check_pair(dry, wet, fs):
@@ -206,7 +331,8 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
         base_sums, allpass_sums = channel_meter.cross_sums(by_baseline), channel_meter.cross_sums(by_allpass)
         # Keep the allpass only if it gives a deeper null than delay + polarity (never do worse).
         if channel_meter.null_db(by_allpass, sums=allpass_sums) < channel_meter.null_db(by_baseline, sums=base_sums):
-            aligned_parts.append(by_allpass), cascades.append(allpass), methods.append("allpass")
+            aligned_parts.append(by_allpass), cascades.append(allpass)
+            methods.append("allpass" if _n_sections(allpass) else "delay+polarity")
             chosen_sums.append((allpass_sums, base_sums))
         else:
             aligned_parts.append(by_baseline), cascades.append(baseline), methods.append("delay+polarity")
@@ -221,12 +347,16 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
         by_baseline, sums=chosen_sums[0][1] if len(fits) == 1 else None)
     first_est = fits[0][2]
     single = len(fits) == 1
+    polarity, polarity_label, rotation = broadband_polarity(
+        cascades[0], first_est.freqs, _energy_weights(first_est), first_est.delay_samples)
     return AlignResult(
         aligned=aligned if apply else None,
         cascade=cascades[0] if single else cascades,
         method=methods[0] if single else methods,
         delay_samples=float(first_est.delay_samples),
-        polarity=cascades[0].polarity,
+        polarity=polarity,
+        polarity_label=polarity_label,
+        phase_rotation_deg=rotation,
         before=before,
         delay_polarity=delay_polarity,
         after=after,

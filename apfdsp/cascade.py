@@ -143,6 +143,8 @@ class Delay:
     An integer delay is an exact shift. A fractional delay is realised as an integer shift
     ``round(samples) - 1`` followed by a first-order Thiran allpass of delay ``samples - shift``
     (between 0.5 and 1.5 samples), which is exact at DC; responses report the realised filter.
+    A delay between 0 and 0.5 samples is never realised with an advance: its shift is 0 and the
+    Thiran section carries all of it (causal; accurate at low and mid frequencies).
     """
 
     samples: float
@@ -155,7 +157,8 @@ class Delay:
         """The integer part of the delay, applied as a shift."""
         if float(self.samples).is_integer():
             return int(self.samples)
-        return int(np.round(self.samples)) - 1
+        shift = int(np.round(self.samples)) - 1
+        return max(shift, 0) if self.samples > 0 else shift
 
     @property
     def thiran(self):

@@ -159,7 +159,11 @@ class _Layout:
             samples = self.delay_shift + 1.0 + 0.5 * float(t[-1, 0])
             if abs(samples - round(samples)) < 1e-6:  # an integer delay is an exact shift
                 samples = float(round(samples))
-            cells.append(Delay(samples))
+            if self.delay_shift < 0 < samples and not samples.is_integer():
+                # Realised as fitted, an advance and a Thiran unit (a Delay cell would not advance).
+                cells += [Delay(float(self.delay_shift)), Allpass1(float(thiran_coef(samples - self.delay_shift)))]
+            else:
+                cells.append(Delay(samples))
         if self.polarity < 0:
             cells.append(Polarity(-1))
         return cells

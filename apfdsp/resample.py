@@ -157,7 +157,7 @@ def resample_cascade(cascade, fs, *, n_sections=None, structure="warped", seed=0
     fit_delay = None  # starting value of a delay fitted jointly with the sections
     if delay.is_integer():
         fixed = [Delay(delay)] if delay else []
-    elif Delay(delay).shift >= 0 or cascade.integer_delay < 0:
+    elif int(np.round(delay)) - 1 >= 0 or cascade.integer_delay < 0:  # fit_phase's split: no advance
         fit_delay = delay
     else:
         order += 1  # 0 < delay < 0.5 sample would need an advance: the sections carry it
