@@ -10,6 +10,7 @@ line and the Python API always agree (tests/test_argspec.py checks it).
 """
 
 import argparse
+import dataclasses
 import datetime
 import importlib
 import inspect
@@ -28,9 +29,9 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal
 
-from .align import align, fit_alignment
+from .align import align, broadband_polarity, fit_alignment, method_label
 from .align_files import align_files
-from .cascade import Allpass1, Allpass2, Delay
+from .cascade import Allpass1, Allpass2, AllpassCascade, Delay
 from .demo import demo_dry, demo_effect
 from .exceptions import ApfdspError, AudioError, ModelFileError, OutputError, ParameterError
 from .fit import STRUCTURES
@@ -138,12 +139,20 @@ Exit codes: 0 success, 2 a problem with the input or options (nothing is written
 """
 
 _NUMBERS_HELP = """\
-what the numbers mean:
-  mix loss     level of dry + wet relative to a perfectly in-phase sum, with both brought to the
-               same level in every band: 0 dB = nothing lost to cancellation, -3 dB = random phase.
-  null depth   depth of the null when one is subtracted from the other (level-matched per band):
-               the lower the better; -20 dB is good, -30 dB or below is very good.
-  Both are shown before alignment -> after delay + polarity only -> after the allpass.
+what the numbers mean (shown before alignment -> after delay + polarity only -> after the allpass):
+  broadband null   what a DAW shows when you flip the polarity of one track and sum, with the fader
+                   set for the deepest null (one gain for the whole signal). It also counts every
+                   change in tone (EQ, drive, noise), so it cannot get deeper than the effect changes
+                   the sound: judge it by how much alignment improves it. A pure phase/delay effect
+                   reaches -30 dB or below; through an EQ, filter or drive -6 to -12 dB is typical.
+  phase-only null  the same null with the levels matched in every band: phase (alignment) alone.
+                   -20 dB is good, -30 dB or below very good, 0 dB means inverted.
+  mix loss         level of dry + wet relative to a perfectly in-phase sum, levels matched per band:
+                   0 dB = nothing lost to cancellation, -3 dB = random phase.
+  polarity         'inverted' only when the effect flips the signal where it has its energy (the
+                   polarity button brings it close); 'phase rotated' when the phase turns by frequency
+                   instead (an EQ, a filter, a phaser): the allpass undoes that, a polarity button cannot.
+  realtime         whether the model could run live: causal, never advancing the dry.
 """
 
 _ALIGN_DESCRIPTION = """\
@@ -260,6 +269,41 @@ def _add_output_options(p):
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
 
 
+SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
+_REPORT_HELP = ("also write a report: a figure (.png, .pdf or .svg) or a page to read and listen to (.html: "
+                "the figure, the numbers and what they mean, and players for the dry + wet mix and the "
+                "null before and after, with an A/B switch)")
+
+
+def _subtype(text):
+    value = text.strip().upper()
+    if value not in SUBTYPES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(SUBTYPES)}, got {text!r}")
+    return value
+
+
+_subtype.__name__ = "sample format"
+
+
+def _add_subtype_option(p, default=None):
+    where = "the input's" if default is None else default
+    p.add_argument("--subtype", metavar="TYPE", type=_subtype, default=default,
+                   help=f"sample format of the audio written: {', '.join(SUBTYPES)} (default: {where}); "
+                        "FLOAT or DOUBLE never clip")
+
+
+def _add_shift_option(p, *, wet_out):
+    wet_text = ("the wet, delayed, is written to --wet-out (WET's length plus the shift, in WET's format), "
+                "and OUT is the dry with the model minus its advance (DRY's length)" if wet_out else
+                "the mix then starts with the dry's first sample and is longer than DRY by the shift")
+    p.add_argument("--shift", choices=("dry", "wet"), default="dry",
+                   help="what moves when the wet leads the dry: 'dry' advances the dry (its first samples "
+                        "are dropped; default), 'wet' delays the wet by whole samples instead, so no dry "
+                        f"sample is lost: {wet_text}. Nothing changes when the wet does not lead")
+    if wet_out:
+        p.add_argument("--wet-out", metavar="W.wav", help="with --shift wet: the delayed wet file to write")
+
+
 def _add_fit_options(p, *, resample=True):
     g = p.add_argument_group("fit options")
     g.add_argument("--sections", dest="n_sections", metavar="N", type=_int_at_least(1),
@@ -309,7 +353,9 @@ def build_parser():
     p.add_argument("wet", metavar="WET", help="the same audio after the effect")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="aligned dry audio file to write")
     p.add_argument("--model-out", metavar="M.json", help="also save the fitted model (for 'apfdsp apply')")
-    p.add_argument("--report", metavar="R.png", help="also draw a report figure (.png, .pdf or .svg)")
+    p.add_argument("--report", metavar="R.png", help=_REPORT_HELP)
+    _add_shift_option(p, wet_out=True)
+    _add_subtype_option(p)
     _add_fit_options(p)
     _add_output_options(p)
     p.set_defaults(func=_cmd_align)
@@ -318,7 +364,7 @@ def build_parser():
     p.add_argument("dry", metavar="DRY", help="the unprocessed audio file")
     p.add_argument("wet", metavar="WET", help="the same audio after the effect")
     p.add_argument("-o", "--output", metavar="M.json", required=True, help="model file to write")
-    p.add_argument("--report", metavar="R.png", help="also draw a report figure (.png, .pdf or .svg)")
+    p.add_argument("--report", metavar="R.png", help=_REPORT_HELP)
     _add_fit_options(p)
     _add_output_options(p)
     p.set_defaults(func=_cmd_fit)
@@ -327,6 +373,7 @@ def build_parser():
     p.add_argument("model", metavar="MODEL", help="model file (.json) or pretrained:NAME")
     p.add_argument("input", metavar="IN", help="audio file to filter")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="audio file to write")
+    _add_subtype_option(p)
     _add_output_options(p)
     p.set_defaults(func=_cmd_apply)
 
@@ -338,6 +385,8 @@ def build_parser():
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="mix audio file to write")
     p.add_argument("--model", metavar="M.json",
                    help="align the dry with this saved model (or pretrained:NAME) instead of fitting one")
+    _add_shift_option(p, wet_out=False)
+    _add_subtype_option(p)
     _add_fit_options(p)
     _add_output_options(p)
     p.set_defaults(func=_cmd_mix)
@@ -354,11 +403,13 @@ def build_parser():
                    help="directory to write the files into; created if missing (default: %(default)s)")
     p.add_argument("--duration", metavar="S", type=_float_in(0.0, 600.0, lo_open=True, what="number of seconds"),
                    default=_DEMO_DEFAULTS["duration_s"], help="length of the demo track in seconds (default: %(default)g)")
+    _add_subtype_option(p, default="PCM_24")
     _add_output_options(p)
     p.set_defaults(func=_cmd_demo)
 
     p = command("pretrained", "list the pretrained models", _PRETRAINED_DESCRIPTION, _PRETRAINED_EPILOG)
-    p.set_defaults(func=_cmd_pretrained, json=False, quiet=False)
+    p.add_argument("--json", action="store_true", help="print one JSON object with the list instead")
+    p.set_defaults(func=_cmd_pretrained, quiet=False)
     return parser
 
 
@@ -449,7 +500,7 @@ def _progress(args, label):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def _check_outputs(outputs, inputs):
+def _check_outputs(outputs, inputs, subtype=None):
     """Refuse, before any work, outputs that are inputs, clash with each other or cannot be written.
 
     `outputs` is a list of ``(option, path, kind)``: path None means not requested; kind "audio" or
@@ -470,10 +521,10 @@ def _check_outputs(outputs, inputs):
         if os.path.isdir(path):
             raise OutputError(f"cannot write {option} {path!r}: it is a directory; give a file name")
         if kind == "audio":
-            _check_audio_extension(path)
-        if kind == "figure" and os.path.splitext(path)[1].lower() not in _FIGURE_EXTENSIONS:
+            _check_audio_extension(path, subtype)
+        if kind == "figure" and os.path.splitext(path)[1].lower() not in _FIGURE_EXTENSIONS + (".html",):
             raise OutputError(
-                f"cannot draw {option} {path!r}: unknown figure type; end the name with .png, .pdf or .svg"
+                f"cannot draw {option} {path!r}: unknown report type; end the name with .png, .pdf, .svg or .html"
             )
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
@@ -483,7 +534,7 @@ def _check_outputs(outputs, inputs):
         seen.append((option, path))
 
 
-def _check_audio_extension(path):
+def _check_audio_extension(path, subtype=None):
     """Refuse an audio file name whose extension libsndfile cannot write (before any work).
 
     Uses io's format resolution when available (private there; see the note in the report), so
@@ -500,15 +551,24 @@ def _check_audio_extension(path):
             f"cannot write {path!r}: unknown audio file type {ext or '(no extension)'!r}; "
             "end the name with .wav, .flac or .aiff"
         ) from None
+    try:
+        if subtype is not None:
+            resolve(path, None, subtype)
+    except OutputError:
+        raise OutputError(
+            f"cannot write {path!r} as --subtype {subtype}: its file type does not store that sample "
+            "format; choose another --subtype or write a .wav"
+        ) from None
 
 
 def _same_type(out_path, in_path):
     return os.path.splitext(out_path)[1].lower() == os.path.splitext(in_path)[1].lower()
 
 
-def _write_like(path, x, fs, like_path, like_info, inputs):
-    """Write audio with the sample format of `like_path` when the file type is the same."""
-    subtype = like_info["subtype"] if _same_type(path, like_path) else None
+def _write_like(path, x, fs, like_path, like_info, inputs, subtype=None):
+    """Write audio as `subtype`, else with the sample format of `like_path` when the file type is the same."""
+    if subtype is None:
+        subtype = like_info["subtype"] if _same_type(path, like_path) else None
     write_audio(path, x, fs, subtype=subtype, inputs=inputs)
 
 
@@ -580,9 +640,17 @@ def _model_summary(cascade, metadata):
     if not isinstance(delay, (int, float)) or isinstance(delay, bool):
         delay = sum(c.samples for c in cascade if isinstance(c, Delay))
     sections = sum(1 for c in cascade if isinstance(c, (Allpass1, Allpass2)))
-    return {"delay_samples": float(delay), "delay_ms": 1e3 * float(delay) / cascade.fs,
-            "polarity": cascade.polarity, "method": "allpass" if sections else "delay+polarity",
-            "n_sections": sections}
+    method = "allpass" if sections else "delay+polarity"
+    out = {"delay_samples": float(delay), "delay_ms": 1e3 * float(delay) / cascade.fs, "method": method,
+           "method_label": method_label(method, sections), "n_sections": sections,
+           "realtime_capable": bool(cascade.causal)}
+    if isinstance(stored, dict) and stored.get("polarity_label") in ("normal", "inverted", "phase rotated"):
+        out.update({k: stored.get(k) for k in ("polarity", "polarity_label", "phase_rotation_deg")})
+    else:  # judged on a pink spectrum (20 Hz - 20 kHz): no audio at hand
+        freqs = np.geomspace(20.0, min(20000.0, 0.49 * cascade.fs), 512)
+        polarity, label, rotation = broadband_polarity(cascade, freqs, 1.0 / freqs * np.gradient(freqs), delay)
+        out.update(polarity=polarity, polarity_label=label, phase_rotation_deg=rotation)
+    return out
 
 
 def _clean(value):
@@ -616,24 +684,22 @@ def _model_metadata(command, args, result, fs, wet_rate):
 
 
 def _draw_report(path, result, dry, wet, fs, title):
-    """Report figure of an alignment (the aligned dry is computed if the result has none)."""
+    """Report of an alignment: a figure, or an HTML page (the aligned dry is computed if the result has none)."""
     if result.aligned is None:
-        import dataclasses
-
-        cascades = result.cascade if isinstance(result.cascade, list) else None
-        if cascades is None:
-            aligned = result.cascade.apply(dry)
-        else:
-            aligned = np.stack([c.apply(d) for c, d in zip(cascades, dry)])
-        result = dataclasses.replace(result, aligned=aligned)
-    _plot_module().align_report(result, dry, wet, path, fs=fs, title=title)
+        result = dataclasses.replace(result, aligned=_apply_models(result.cascade, dry))
+    if path.lower().endswith(".html"):
+        importlib.import_module(".report", __package__).html_report(result, dry, wet, path, fs=fs, title=title)
+    else:
+        _plot_module().align_report(result, dry, wet, path, fs=fs, title=title)
 
 
 def _record(result=None, *, elapsed_s, model_path=None, output_path=None, **extra):
     """The JSON record printed by --json: the alignment numbers (None when unknown) and the files."""
-    keys = ("delay_samples", "delay_ms", "polarity", "method", "n_sections", "realtime_capable",
+    keys = ("delay_samples", "delay_ms", "polarity", "polarity_label", "phase_rotation_deg", "method",
+            "method_label", "n_sections", "realtime_capable",
             "mix_loss_db_before", "mix_loss_db_delay_polarity", "mix_loss_db_after",
-            "null_db_before", "null_db_delay_polarity", "null_db_after")
+            "null_db_before", "null_db_delay_polarity", "null_db_after",
+            "broadband_null_db_before", "broadband_null_db_delay_polarity", "broadband_null_db_after")
     record = dict.fromkeys(keys)
     if result is not None:
         record.update(result)
@@ -649,31 +715,41 @@ def _fmt_db(value):
     return f"{value + 0.0:.1f} dB"  # + 0.0: no "-0.0"
 
 
+def _polarity_text(record):
+    label = record.get("polarity_label") or ("inverted" if record["polarity"] < 0 else "normal")
+    rotation = record.get("phase_rotation_deg")
+    if label == "phase rotated" and rotation is not None:
+        return f"not inverted; phase rotated (by {abs(rotation):.0f} degrees on average where the signal has its energy)"
+    if label == "inverted" and rotation is not None and abs(rotation) < 150:
+        return f"inverted, and phase rotated (the mean phase is {abs(rotation):.0f} degrees, not 180)"
+    return label
+
+
 def _summary_lines(record, title):
     """The human summary of an alignment record."""
     lines = [title]
     if record.get("delay_samples") is not None:
-        polarity = "inverted" if record["polarity"] < 0 else "normal"
         lines.append(f"  delay       {record['delay_samples']:.2f} samples ({record['delay_ms']:.3f} ms)")
-        lines.append(f"  polarity    {polarity}")
-    method, sections = record.get("method"), record.get("n_sections")
-    if method is not None:
-        def describe(m, n):
-            return f"allpass filter, {n} section{'s' if n != 1 else ''}" if m == "allpass" else m
-        if isinstance(method, list):
-            text = "; ".join(f"ch{i + 1}: {describe(m, n)}" for i, (m, n) in enumerate(zip(method, sections)))
-        else:
-            text = describe(method, sections)
+        lines.append(f"  polarity    {_polarity_text(record)}")
+    label = record.get("method_label")
+    if label is not None:
+        text = "; ".join(f"ch{i + 1}: {m}" for i, m in enumerate(label)) if isinstance(label, list) else label
         lines.append(f"  method      {text}")
+    if record.get("realtime_capable") is not None:
+        lines.append("  realtime    " + ("yes (causal, never advances the dry)" if record["realtime_capable"]
+                                         else "no (files only: see the note)"))
     if record.get("null_db_before") is not None:
         stages = ["before"] + (["delay+polarity"] if record.get("null_db_delay_polarity") is not None else [])
         stages.append("after")
         keys = {"before": "_before", "delay+polarity": "_delay_polarity", "after": "_after"}
         widths = [max(len(s), 9) for s in stages]
-        lines.append("            " + "    ".join(s.rjust(w) for s, w in zip(stages, widths)))
-        for label, key in (("mix loss", "mix_loss_db"), ("null depth", "null_db")):
+        lines.append(" " * 18 + "    ".join(s.rjust(w) for s, w in zip(stages, widths)))
+        for label, key in (("broadband null", "broadband_null_db"), ("phase-only null", "null_db"),
+                           ("mix loss", "mix_loss_db")):
+            if record.get(key + "_before") is None:
+                continue
             cells = [_fmt_db(record[key + keys[s]]).rjust(w) for s, w in zip(stages, widths)]
-            lines.append(f"  {label:<10}" + " -> ".join(cells))
+            lines.append(f"  {label:<16}" + " -> ".join(cells))
     lines.append(f"  time        {record['elapsed_s']:.1f} s")
     files = record.get("files_written") or []
     if files:
@@ -722,36 +798,47 @@ def _read_pair(args, progress):
 def _run_align(args, *, command, audio_out, model_out, report, label):
     """Shared body of align / fit / demo. Returns (record, notes)."""
     start = time.perf_counter()
+    wet_out = _wet_out_option(args)
     _check_outputs([("-o", audio_out, "audio"), ("--model-out" if command == "align" else "-o", model_out, "model"),
-                    ("--report", report, "figure")], [args.dry, args.wet])
+                    ("--report", report, "figure"), ("--wet-out", wet_out, "audio")], [args.dry, args.wet],
+                   subtype=getattr(args, "subtype", None))
     progress = _progress(args, label)
     try:
         dry_info, wet_info = audio_info(args.dry), audio_info(args.wet)
         if model_out is not None:
             _refuse_per_channel_model(args, dry_info["channels"], "--model-out" if command == "align" else "fit")
-        written = []
-        if dry_info["samplerate"] == wet_info["samplerate"]:
+        written, subtype = [], getattr(args, "subtype", None)
+        if dry_info["samplerate"] == wet_info["samplerate"] and wet_out is None:
             # Bounded memory: long files are analysed on an excerpt, output and metrics are streamed.
             fs, wet_rate = dry_info["samplerate"], None
-            subtype = dry_info["subtype"] if audio_out is not None and _same_type(audio_out, args.dry) else None
+            if subtype is None and audio_out is not None and _same_type(audio_out, args.dry):
+                subtype = dry_info["subtype"]
             result, dry, wet = align_files(args.dry, args.wet, audio_out, subtype=subtype, stage=progress.stage,
                                            callback=progress.fit_callback, **_fit_kwargs(args))
-        else:
+        else:  # resampling, or --shift wet: in memory
             dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
             progress.stage("measuring delay, polarity and phase")
             result = fit_alignment(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback,
                                    apply=audio_out is not None)
-            if audio_out is not None:
-                progress.stage("writing audio")
-                _write_like(audio_out, result.aligned, fs, args.dry, dry_info, [args.dry, args.wet])
+        drawn, wet_shift = result, _wet_shift(result.cascade) if wet_out is not None else 0
+        if wet_shift:  # delay the wet instead of advancing the dry
+            cascade = _without_advance(result.cascade, wet_shift)
+            result = dataclasses.replace(result, cascade=cascade, aligned=_apply_models(cascade, dry))
+        if audio_out is not None and (wet_rate is not None or wet_out is not None):
+            progress.stage("writing audio")
+            _write_like(audio_out, result.aligned, fs, args.dry, dry_info, [args.dry, args.wet], subtype)
         if audio_out is not None:
             written.append(audio_out)
+        if wet_out is not None:
+            _write_like(wet_out, _delay_wet(wet, wet_shift), fs, args.dry, dry_info, [args.dry, args.wet],
+                        args.subtype)
+            written.append(wet_out)
         if model_out is not None:
             save_model(model_out, result.cascade, metadata=_model_metadata(command, args, result, fs, wet_rate))
             written.append(model_out)
         if report is not None:
             progress.stage("drawing the report")
-            _draw_report(report, result, dry, wet, fs, title=f"{os.path.basename(args.dry)} vs "
+            _draw_report(report, drawn, dry, wet, fs, title=f"{os.path.basename(args.dry)} vs "
                                                               f"{os.path.basename(args.wet)}")
             written.append(report)
     finally:
@@ -759,11 +846,46 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
     record = _record(result.summary(), elapsed_s=time.perf_counter() - start, model_path=model_out,
                      output_path=audio_out, fs=fs, dry_path=args.dry, wet_path=args.wet,
                      wet_resampled_from_hz=wet_rate, advanced=bool(result.advanced), files_written=written,
-                     analysis=result.settings.get("analysis", {"whole_files": True}))
+                     analysis=result.settings.get("analysis", {"whole_files": True}),
+                     **({"wet_delay_samples": wet_shift, "wet_output_path": wet_out} if wet_out else {}))
     notes = [n for n in (_advanced_note(result), _excerpt_note(result)) if n]
     if wet_rate is not None:
         notes.insert(0, f"note: WET was resampled from {wet_rate} Hz to {fs} Hz")
     return record, notes, result, dry, wet, fs
+
+
+def _wet_out_option(args):
+    """The --wet-out path (None for commands without it); --shift wet and --wet-out go together."""
+    wet_out, shift = getattr(args, "wet_out", None), getattr(args, "shift", "dry")
+    if wet_out is None and shift == "wet" and hasattr(args, "wet_out"):
+        raise ParameterError("--shift wet delays the wet, so it needs --wet-out W.wav to write the delayed wet to")
+    if wet_out is not None and shift != "wet":
+        raise ParameterError("--wet-out writes the delayed wet of --shift wet; add --shift wet or drop --wet-out")
+    return wet_out
+
+
+def _wet_shift(cascade):
+    """Whole samples by which the model(s) advance the dry: what the wet is delayed by instead."""
+    cascades = cascade if isinstance(cascade, list) else [cascade]
+    return max(0, -min(c.integer_delay for c in cascades))
+
+
+def _without_advance(cascade, shift):
+    """The model(s) with `shift` whole samples of delay added (their advance taken out)."""
+    def delayed(c):
+        return AllpassCascade(list(c) + [Delay(float(shift))], fs=c.fs)
+    return [delayed(c) for c in cascade] if isinstance(cascade, list) else delayed(cascade)
+
+
+def _apply_models(cascade, dry):
+    if isinstance(cascade, list):
+        return np.stack([c.apply(d) for c, d in zip(cascade, dry)])
+    return cascade.apply(dry)
+
+
+def _delay_wet(wet, shift):
+    """`wet` delayed by `shift` samples; nothing is dropped (it gets longer by `shift`)."""
+    return np.pad(wet, [(0, 0)] * (wet.ndim - 1) + [(int(shift), 0)])
 
 
 def _cmd_align(args):
@@ -783,11 +905,11 @@ def _cmd_fit(args):
 def _cmd_apply(args):
     start = time.perf_counter()
     model_path = _resolve_model(args.model)
-    _check_outputs([("-o", args.output, "audio")], [args.input, model_path])
+    _check_outputs([("-o", args.output, "audio")], [args.input, model_path], subtype=args.subtype)
     cascade, metadata = load_model(model_path)
     progress = _progress(args, "apfdsp apply")
     try:
-        info = apply_file(cascade, args.input, args.output, progress=progress.file_callback)
+        info = apply_file(cascade, args.input, args.output, subtype=args.subtype, progress=progress.file_callback)
     finally:
         progress.close()
     record = _record(_model_summary(cascade, metadata), elapsed_s=time.perf_counter() - start, model_path=model_path, output_path=args.output,
@@ -818,7 +940,7 @@ def _cmd_mix(args):
     start = time.perf_counter()
     model_path = None if args.model is None else _resolve_model(args.model)
     inputs = [args.dry, args.wet] + ([model_path] if model_path else [])
-    _check_outputs([("-o", args.output, "audio")], inputs)
+    _check_outputs([("-o", args.output, "audio")], inputs, subtype=args.subtype)
     cascade, metadata = (None, None) if model_path is None else load_model(model_path)
     progress = _progress(args, "apfdsp mix")
     try:
@@ -834,19 +956,25 @@ def _cmd_mix(args):
             before, after = mix_report(dry, wet, fs=fs), mix_report(aligned, wet, fs=fs)
             summary = dict(_model_summary(cascade, metadata),
                            mix_loss_db_before=before["mix_loss_db"], mix_loss_db_after=after["mix_loss_db"],
-                           null_db_before=before["null_db"], null_db_after=after["null_db"])
+                           null_db_before=before["null_db"], null_db_after=after["null_db"],
+                           broadband_null_db_before=before["broadband_null_db"],
+                           broadband_null_db_after=after["broadband_null_db"])
         else:
             progress.stage("measuring delay, polarity and phase")
             result = align(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback)
-            aligned, summary = result.aligned, result.summary()
+            aligned, summary, cascade = result.aligned, result.summary(), result.cascade
+        wet_shift = _wet_shift(cascade) if args.shift == "wet" else 0
+        if wet_shift:  # delay the wet instead of advancing the dry: the mix gets longer by wet_shift
+            dry_padded = np.pad(dry, [(0, 0)] * (dry.ndim - 1) + [(0, wet_shift)])
+            aligned, wet = _apply_models(_without_advance(cascade, wet_shift), dry_padded), _delay_wet(wet, wet_shift)
         mixed = _mix(aligned, wet, args.wet_ratio)
         progress.stage("writing audio")
-        _write_like(args.output, mixed, fs, args.dry, dry_info, inputs)
+        _write_like(args.output, mixed, fs, args.dry, dry_info, inputs, args.subtype)
     finally:
         progress.close()
     record = _record(summary, elapsed_s=time.perf_counter() - start, model_path=model_path,
                      output_path=args.output, fs=fs, wet_ratio=args.wet_ratio, wet_resampled_from_hz=wet_rate,
-                     files_written=[args.output])
+                     wet_delay_samples=wet_shift, files_written=[args.output])
     title = f"apfdsp mix: {1 - args.wet_ratio:.0%} aligned {args.dry} + {args.wet_ratio:.0%} {args.wet} ({fs} Hz)"
     _emit(args, record, title)
     return 0
@@ -880,20 +1008,21 @@ def _cmd_demo(args):
     progress.stage("making the demo material")
     try:
         dry = demo_dry(fs=fs, duration_s=args.duration)
-        write_audio(paths["dry"], dry, fs, subtype="PCM_24")
-        write_audio(paths["wet"], demo_effect(dry, fs=fs), fs, subtype="PCM_24")
+        write_audio(paths["dry"], dry, fs, subtype=args.subtype)
+        write_audio(paths["wet"], demo_effect(dry, fs=fs), fs, subtype=args.subtype)
     finally:
         progress.close()
     report = paths["report"] if _plot_available() else None
     fit_args = argparse.Namespace(dry=paths["dry"], wet=paths["wet"], resample=False, quiet=args.quiet, json=args.json,
                                   n_sections=API_DEFAULTS["n_sections"], structure=API_DEFAULTS["structure"],
                                   seed=API_DEFAULTS["seed"], max_delay_ms=1e3 * API_DEFAULTS["max_delay_s"],
-                                  per_channel=API_DEFAULTS["per_channel"], causal=API_DEFAULTS["causal"])
+                                  per_channel=API_DEFAULTS["per_channel"], causal=API_DEFAULTS["causal"],
+                                  subtype=args.subtype)
     record, notes, result, dry, wet, fs = _run_align(
         fit_args, command="demo", audio_out=paths["dry_aligned"], model_out=paths["model"], report=report,
         label="apfdsp demo")
-    write_audio(paths["mix_before"], _mix(dry, wet, 0.5), fs, subtype="PCM_24")
-    write_audio(paths["mix_after"], _mix(result.aligned, wet, 0.5), fs, subtype="PCM_24")
+    write_audio(paths["mix_before"], _mix(dry, wet, 0.5), fs, subtype=args.subtype)
+    write_audio(paths["mix_after"], _mix(result.aligned, wet, 0.5), fs, subtype=args.subtype)
     files = [paths["dry"], paths["wet"]] + record["files_written"] + [paths["mix_before"], paths["mix_after"]]
     record.update(elapsed_s=time.perf_counter() - start, files_written=files, output_dir=out_dir)
     if report is None:
@@ -925,6 +1054,10 @@ def _cmd_pretrained(args):
     if isinstance(models, dict):
         models = [{"name": name, **(info if isinstance(info, dict) else {"description": info})}
                   for name, info in models.items()]
+    if args.json:
+        print(json.dumps({"models": [_clean(m if isinstance(m, dict) else {"name": m if isinstance(m, str) else m[0]})
+                                     for m in models]}, allow_nan=False))
+        return 0
     if not models:
         print("No pretrained models are installed with this apfdsp. "
               "Fit your own with 'apfdsp fit DRY WET -o model.json'.")
@@ -1005,7 +1138,8 @@ def main(argv=None):
         else:
             message = None
     for w in caught:
-        print(f"apfdsp: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        text = str(w.message).replace("write subtype='FLOAT'", "pass --subtype FLOAT")
+        print(f"apfdsp: warning: {' '.join(text.split())}", file=sys.stderr)
     if message is not None:
         _error(message)
     return code

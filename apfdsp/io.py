@@ -27,7 +27,7 @@ from .version import __version__
 
 __all__ = [
     "read_audio", "write_audio", "apply_file", "save_model", "load_model", "MODEL_FORMAT", "MODEL_FORMAT_VERSION",
-    "audio_info", "read_audio_blocks",
+    "audio_info", "read_audio_blocks", "write_text",
 ]
 
 MODEL_FORMAT = "apfdsp-model"
@@ -845,6 +845,23 @@ def _json_safe(value, where):
             raise ParameterError(f"metadata{where} is {value!r}; JSON cannot store NaN or Inf (use None)")
         return value
     raise TypeError(f"metadata{where} has type {type(value).__name__}, which a JSON model file cannot store")
+
+
+def write_text(path, text, *, inputs=()):
+    """Write `text` (UTF-8) to `path` atomically; never over one of `inputs`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = write_text(os.path.join(d, "a.html"), "<p>hi</p>")
+    ...     open(path, encoding="utf-8").read()
+    '<p>hi</p>'
+    """
+    with _atomic_output(path, inputs=inputs) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return os.fspath(path)
 
 
 def save_model(path, cascade, *, metadata=None):
