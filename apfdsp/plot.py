@@ -23,6 +23,7 @@ from .metrics import DB_FLOOR, _cross_sums_per_bin, stft_settings
 
 __all__ = [
     "plot_phase",
+    "plot_phase_difference",
     "plot_group_delay",
     "plot_pole_zero",
     "plot_mix_loss",
@@ -729,13 +730,125 @@ def _log_groups(freqs, H, weights, *, fs, n_groups=400):
     return fsum[ok] / wsum[ok], (hre[ok] + 1j * him[ok]) / wsum[ok], wsum[ok] / count[ok]
 
 
+def _worth_a_curve(history, min_points=6, min_range=1.02):
+    """True for a loss history with more than a handful of points that changes visibly."""
+    if history is None or np.size(history) < min_points:
+        return False
+    h = np.asarray(history, dtype=float)
+    positive = h[h > 0]
+    return positive.size >= min_points and positive.max() / positive.min() > min_range
+
+
+def _wrapped_degrees(phase):
+    return np.degrees(np.angle(np.exp(1j * np.asarray(phase))))
+
+
+def plot_phase_difference(cascade, freqs, measured, weights, delay_samples, *, ax=None):
+    r"""Plot the measured phase of wet vs dry and the model's, bulk delay removed, wrapped to +-180 degrees.
+
+    Parameters
+    ----------
+    cascade : AllpassCascade
+        The model; drawn over the whole band (20 Hz to fs/2).
+    freqs : array_like
+        Frequencies of the measurement in Hz.
+    measured : array_like
+        Phase of the wet relative to the dry at `freqs`, radians (any wrapping), full delay included.
+    weights : array_like
+        Reliability of each measured point (its opacity).
+    delay_samples : float
+        Bulk delay removed from both, in samples.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+
+    Notes
+    -----
+    Both curves are drawn as :math:`\mathrm{wrap}(\phi(f) + 2\pi f D / f_s)` in degrees, in
+    (-180, 180]: the scale of a phase meter, on which 0 is in phase and +-180 is inverted. The
+    model's line is broken where it wraps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import AllpassCascade, Allpass2, Delay
+    >>> from apfdsp.plot import plot_phase_difference
+    >>> model = AllpassCascade([Allpass2(0.9, 1000.0), Delay(5.0)], fs=48000)
+    >>> f = np.geomspace(20, 20000, 50)
+    >>> ax = plot_phase_difference(model, f, model.phase(f), np.ones(50), 5.0)
+    >>> ax.get_ylim()
+    (-180.0, 180.0)
+    """
+    from matplotlib.colors import to_rgba
+
+    cascade = _check_cascade(cascade)
+    fs = cascade.fs
+    f = _valid_plot_freqs(freqs, fs)
+    measured, w = np.asarray(measured, dtype=float), np.asarray(weights, dtype=float)
+    if measured.shape != f.shape or w.shape != f.shape or np.any(~np.isfinite(w)) or np.any(w < 0):
+        raise ParameterError("freqs, measured and weights must be finite arrays of one shape (weights >= 0)")
+    ax = _new_axes(ax)
+    _freq_axis(ax, fs)
+    grid = _default_freqs(fs)
+    model = _wrapped_degrees(cascade.phase(grid) + 2 * np.pi * grid * delay_samples / fs)
+    model[np.r_[False, np.abs(np.diff(model)) > 180]] = np.nan  # break the line where it wraps
+    rgba = np.tile(to_rgba(_COLORS["target"]), (f.size, 1))
+    rgba[:, 3] = 0.15 + 0.8 * (w / w.max() if w.max() > 0 else 1.0)
+    ax.scatter(f, _wrapped_degrees(measured + 2 * np.pi * f * delay_samples / fs), s=18, c=rgba,
+               edgecolors="none", label="wet vs dry, measured (opacity = reliability)", zorder=5)
+    ax.plot(grid, model, color=_COLORS["model"], lw=1.4, label="model applied to the dry", zorder=4)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_ylim(-180.0, 180.0)
+    ax.set_yticks([-180, -90, 0, 90, 180])
+    ax.set_ylabel("Phase (degrees; 0 = in phase, \u00b1180 = inverted)")
+    ax.legend(loc="lower left", fontsize="small")
+    return ax
+
+
+def _report_text(result, fit, cascade, fs, per_channel):
+    summary = result.summary()
+    labels = summary["method_label"] if isinstance(summary["method_label"], list) else [summary["method_label"]]
+    rows = [("broadband null", "broadband_null_db", "DAW flip-and-sum, one gain"),
+            ("phase-only null", "null_db", "levels matched per band"),
+            ("mix loss", "mix_loss_db", "0 dB is best")]
+    table = [f"{'':16s}{'before':>9s}{'delay+pol':>11s}{'after':>9s}"]
+    for name, key, hint in rows:
+        vals = [result.before[key], result.delay_polarity[key], result.after[key]]
+        table.append(f"{name:16s}" + "".join(f"{_fmt2(v):>{9 if i != 1 else 11}s}" for i, v in enumerate(vals))
+                     + f"   ({hint})")
+    polarity = summary["polarity_label"]
+    if polarity == "phase rotated":
+        polarity = f"not inverted, phase rotated ({abs(summary['phase_rotation_deg']):.0f} deg on average)"
+    lines = [
+        f"method: {', '.join(labels)}",
+        f"{'channel 1: ' if per_channel else ''}bulk delay {result.delay_samples:.3f} samples "
+        f"({1e3 * result.delay_samples / fs:.3f} ms)",
+        f"polarity: {polarity}",
+        f"real time: {'yes' if summary['realtime_capable'] else 'no (files only)'}",
+        "",
+        *table,
+        "",
+        "Nulls: lower is better. The broadband null also counts",
+        "changes in tone (EQ, drive), so it stays shallower for",
+        "such effects; the phase-only null measures alignment.",
+        "",
+    ]
+    if fit is not None and hasattr(fit, "loss"):
+        lines.append(f"fit: loss {fit.loss:.3g}, phase error {fit.phase_error_rad:.3g} rad (weighted RMS)")
+    lines.append(f"alignment took {result.elapsed_s:.2f} s")
+    lines += ["", f"model{' (channel 1)' if per_channel else ''}:", _cells_text(cascade, max_lines=10)]
+    return "\n".join(lines)
+
+
 def _channel(a, i):
     a = np.asarray(a)
     return a[i] if a.ndim == 2 and a.shape[0] > 1 else (a[0] if a.ndim == 2 else a)
 
 
 def align_report(result, dry, wet, path, *, fs, title=None):
-    r"""Write a report figure of an alignment: model vs measured phase, mix loss, fit loss, numbers.
+    r"""Write a report figure of an alignment: phase of wet vs dry and model, mix loss, group delay, numbers.
 
     Parameters
     ----------
@@ -767,16 +880,18 @@ def align_report(result, dry, wet, path, *, fs, title=None):
     -----
     Panels:
 
-    1. **Phase, model vs measured.** The target is the phase of :math:`H = S_{yx}/S_{xx}` from
+    1. **Phase of wet vs dry, and of the model** (`plot_phase_difference`), wrapped to +-180 degrees
+       over the whole band. The measurement is the phase of :math:`H = S_{yx}/S_{xx}` from
        `apfdsp.estimate.estimate` (with the settings of the alignment), merged into log-spaced groups,
-       with its opacity and a grey band showing the fit weight. Model and target both have the same bulk
-       delay (``result.delay_samples``) removed, so the curve shows the dispersion the allpass models;
-       the distance of a point from the curve is the wrapped phase error. Per-channel results show
-       channel 1.
+       its opacity the fit weight. Both have the same bulk delay (``result.delay_samples``) removed.
+       Per-channel results show channel 1.
     2. **Mix loss per frequency** (`plot_mix_loss`) of the dry as given, after delay + polarity only,
        and aligned.
-    3. **Fit loss** per iteration (`plot_loss_curve`).
-    4. **Numbers**: null depth and mix loss before -> delay + polarity -> after, and the cells.
+    3. **Group delay** of the model (`plot_group_delay`).
+    4. **Fit loss** per iteration (`plot_loss_curve`), only when the history has more than a handful of
+       points that change visibly.
+    5. **Numbers**: broadband null, phase-only null and mix loss before -> delay + polarity -> after,
+       polarity, method, real time, and the cells.
 
     Examples
     --------
@@ -820,61 +935,37 @@ def align_report(result, dry, wet, path, *, fs, title=None):
         aligned = result.aligned if result.aligned is not None else cascades[0].apply(dry)
         by_baseline = baselines[0].apply(dry)
 
-    fig = _new_figure((14.0, 10.0))
-    grid = fig.add_gridspec(2, 2, width_ratios=[1.15, 1.0])
-    ax_phase = fig.add_subplot(grid[0, 0])
-    ax_mix = fig.add_subplot(grid[0, 1])
-    ax_loss = fig.add_subplot(grid[1, 0])
-    ax_text = fig.add_subplot(grid[1, 1])
+    history = getattr(fits[0], "loss_history", None) if fits[0] is not None else None
+    show_loss = _worth_a_curve(history)
+    fig = _new_figure((14.0, 14.5 if show_loss else 10.5))
+    grid = fig.add_gridspec(3 if show_loss else 2, 2, width_ratios=[1.15, 1.0])
+    ax_phase, ax_mix = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    ax_gd, ax_text = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1:, 1])
 
-    # 1. phase: model vs measured, same bulk delay removed from both
+    # 1. phase of wet vs dry and of the model, same bulk delay removed, wrapped to +-180 degrees
     cascade, est = cascades[0], ests[0]
     f, H, w = _log_groups(est.freqs, est.H, est.weights, fs=fs)
-    target = np.angle(H) - 2 * np.pi * f * est.integer_delay / fs  # put back the delay estimate() removed
     bulk = float(est.delay_samples)
-    plot_phase(cascade, freqs=f, target=target, weights=w, remove_delay_samples=bulk, ax=ax_phase)
-    ax_phase.set_title(
-        f"Phase: fitted model vs measured{' (channel 1)' if per_channel else ''}\n"
-        f"bulk delay of {bulk:.2f} samples ({1e3 * bulk / fs:.3g} ms) removed from both"
-    )
-    ax_phase.set_ylabel("Phase (rad)")
+    measured = np.angle(H) - 2 * np.pi * f * est.integer_delay / fs  # put back the delay estimate() removed
+    plot_phase_difference(cascade, f, measured, w, bulk, ax=ax_phase)
+    ax_phase.set_title(f"Phase of wet relative to dry{' (channel 1)' if per_channel else ''}, and of the model\n"
+                       f"bulk delay of {bulk:.2f} samples ({1e3 * bulk / fs:.3g} ms) removed from both")
 
     # 2. mix loss per frequency
     plot_mix_loss(dry, wet, aligned, fs=fs, delay_polarity=by_baseline, ax=ax_mix)
     ax_mix.set_title("What the dry + wet mix loses to phase, per 1/6 octave")
 
-    # 3. loss curve
-    history = getattr(fits[0], "loss_history", None) if fits[0] is not None else None
-    if history is not None and np.size(history):
-        plot_loss_curve(history, ax=ax_loss)
-        ax_loss.set_title(f"Fit loss per iteration of the winning start{' (channel 1)' if per_channel else ''}")
-    else:
-        ax_loss.axis("off")
-        ax_loss.text(0.5, 0.5, "no fit history", ha="center", va="center", transform=ax_loss.transAxes)
+    # 3. group delay of the model
+    plot_group_delay(cascade, ax=ax_gd)
+    ax_gd.set_title(f"Group delay of the model{' (channel 1)' if per_channel else ''}: how late each frequency comes")
 
-    # 4. numbers
-    methods = result.method if isinstance(result.method, list) else [result.method]
-    rows = [("null depth (dB)", "null_db", "lower is better"), ("mix loss (dB)", "mix_loss_db", "0 is best")]
-    table = [f"{'':16s}{'before':>9s}{'delay+pol':>11s}{'after':>9s}"]
-    for name, key, hint in rows:
-        vals = [result.before[key], result.delay_polarity[key], result.after[key]]
-        table.append(f"{name:16s}" + "".join(f"{_fmt2(v):>{9 if i != 1 else 11}s}" for i, v in enumerate(vals))
-                     + f"   ({hint})")
-    lines = [
-        f"method: {', '.join(methods)}"
-        + ("" if "allpass" in methods else "  (allpass did not beat delay+polarity)"),
-        f"{'channel 1: ' if per_channel else ''}bulk delay {result.delay_samples:.3f} samples ({1e3 * result.delay_samples / fs:.3f} ms), "
-        f"polarity {'inverted' if result.polarity < 0 else 'normal'}",
-        "",
-        *table,
-        "",
-    ]
-    fit = fits[0]
-    if fit is not None and hasattr(fit, "loss"):
-        lines.append(f"fit: loss {fit.loss:.3g}, phase error {fit.phase_error_rad:.3g} rad (weighted RMS)")
-    lines.append(f"alignment took {result.elapsed_s:.2f} s")
-    lines += ["", f"model{' (channel 1)' if per_channel else ''}:", _cells_text(cascade, max_lines=10)]
-    _text_panel(ax_text, "Before \u2192 delay + polarity \u2192 after", "\n".join(lines), fontsize=9)
+    # 4. loss curve, only when it says something
+    if show_loss:
+        plot_loss_curve(history, ax=fig.add_subplot(grid[2, 0]))
+
+    # 5. numbers
+    _text_panel(ax_text, "Before \u2192 delay + polarity \u2192 after", _report_text(result, fits[0], cascade, fs,
+                                                                                    per_channel), fontsize=9)
 
     fig.suptitle(title or "apfdsp alignment report", fontsize="x-large")
     return _save(fig, path)
