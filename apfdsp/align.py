@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validate import valid_audio, valid_fs, valid_int
-from .cascade import AllpassCascade, Delay, Polarity
+from .cascade import Allpass1, AllpassCascade, Delay, Polarity
 from .estimate import estimate
 from .exceptions import ParameterError
 from .fit import fit_phase
@@ -207,20 +207,27 @@ def broadband_polarity(cascade, freqs, weights, delay_samples):
     return 1, ("normal" if normal else "phase rotated"), rotation
 
 
-#: A delay of less than this many samples below zero is taken as none: a delay of -0.002 samples
+#: A total delay within this many samples of zero is taken as none: a delay of -0.002 samples
 #: (GCC-PHAT's noise on a near-identity effect) is no reason to advance the dry by a whole sample.
 #: The phase error is under 0.03 rad at 20 kHz (48 kHz), 0.0013 rad at 1 kHz.
 DELAY_SNAP_SAMPLES = 0.01
 
 
 def _snap_delay(cascade):
-    """The cascade with its Delay cells merged into one delay of 0 if their total is just below 0."""
-    delays = [c.samples for c in cascade if isinstance(c, Delay)]
-    total = float(np.sum(delays)) if delays else 0.0
-    if not -DELAY_SNAP_SAMPLES < total < 0:
+    """The cascade with no delay at all when its delays add up to within DELAY_SNAP_SAMPLES of zero.
+
+    A fit may realise a tiny delay as an advance of one sample and a Thiran unit of about one
+    sample (a first-order section with coefficient near 0): such a section counts as its delay
+    at DC, ``(1 - c) / (1 + c)``.
+    """
+    if cascade.integer_delay >= 0 and not any(isinstance(c, Delay) and c.samples < 0 for c in cascade):
         return cascade
-    rest = [c for c in cascade if not isinstance(c, Delay)]
-    return AllpassCascade(rest, fs=cascade.fs)
+    units = [c for c in cascade if isinstance(c, Allpass1) and not c.anticausal and c.warp == 0 and c.stretch == 1
+             and abs(c.coef) < DELAY_SNAP_SAMPLES]
+    delays = [c.samples for c in cascade if isinstance(c, Delay)] + [(1 - c.coef) / (1 + c.coef) for c in units]
+    if not delays or abs(float(np.sum(delays))) >= DELAY_SNAP_SAMPLES:
+        return cascade
+    return AllpassCascade([c for c in cascade if not isinstance(c, Delay) and c not in units], fs=cascade.fs)
 
 
 def _reduce_grid(freqs, H, x_psd, weights, max_bins):

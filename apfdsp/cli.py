@@ -522,9 +522,13 @@ def _check_outputs(outputs, inputs, subtype=None):
             raise OutputError(f"cannot write {option} {path!r}: it is a directory; give a file name")
         if kind == "audio":
             _check_audio_extension(path, subtype)
-        if kind == "figure" and os.path.splitext(path)[1].lower() not in _FIGURE_EXTENSIONS + (".html",):
+        if kind == "figure" and os.path.splitext(path)[1].lower() not in _FIGURE_EXTENSIONS:
             raise OutputError(
-                f"cannot draw {option} {path!r}: unknown report type; end the name with .png, .pdf, .svg or .html"
+                f"cannot draw {option} {path!r}: unknown figure type; end the name with .png, .pdf or .svg"
+            )
+        if kind == "report" and os.path.splitext(path)[1].lower() not in _FIGURE_EXTENSIONS + (".html",):
+            raise OutputError(
+                f"cannot write {option} {path!r}: unknown report type; end the name with .png, .pdf, .svg or .html"
             )
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
@@ -800,7 +804,7 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
     start = time.perf_counter()
     wet_out = _wet_out_option(args)
     _check_outputs([("-o", audio_out, "audio"), ("--model-out" if command == "align" else "-o", model_out, "model"),
-                    ("--report", report, "figure"), ("--wet-out", wet_out, "audio")], [args.dry, args.wet],
+                    ("--report", report, "report"), ("--wet-out", wet_out, "audio")], [args.dry, args.wet],
                    subtype=getattr(args, "subtype", None))
     progress = _progress(args, label)
     try:

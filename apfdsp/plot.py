@@ -778,7 +778,7 @@ def plot_phase_difference(cascade, freqs, measured, weights, delay_samples, *, a
     >>> model = AllpassCascade([Allpass2(0.9, 1000.0), Delay(5.0)], fs=48000)
     >>> f = np.geomspace(20, 20000, 50)
     >>> ax = plot_phase_difference(model, f, model.phase(f), np.ones(50), 5.0)
-    >>> ax.get_ylim()
+    >>> tuple(float(v) for v in ax.get_ylim())
     (-180.0, 180.0)
     """
     from matplotlib.colors import to_rgba

@@ -141,7 +141,7 @@ def test_fit_then_apply_equals_align(aligned, pair, tmp_path):
     model, out = tmp_path / "fit.json", tmp_path / "applied.wav"
     code, stdout, err = run(["fit", *pair, "-o", model, *FAST])
     assert code == 0, err
-    for phrase in ("delay", "polarity", "method", "mix loss", "null depth", "delay+polarity", "time", "wrote"):
+    for phrase in ("delay", "polarity", "method", "mix loss", "phase-only null", "broadband null", "delay+polarity", "time", "wrote"):
         assert phrase in stdout
     assert str(model) in stdout
     assert load_model(model)[0] == load_model(aligned["model"])[0]  # same settings, same model
@@ -175,7 +175,7 @@ def test_mix_on_the_fly(pair, tmp_path):
     out = tmp_path / "mix.wav"
     code, stdout, err = run(["mix", *pair, "--wet-ratio", 0.5, "-o", out, "--sections", 3])
     assert code == 0, err
-    assert "null depth" in stdout and str(out) in stdout
+    assert "phase-only null" in stdout and str(out) in stdout
     mix, fs = sf.read(str(out), always_2d=True)
     assert fs == FS and mix.shape == (sf.info(pair[0]).frames, 2)
 
@@ -213,7 +213,7 @@ def test_demo(tmp_path):
     for name in ("dry.wav", "wet.wav"):
         info = sf.info(str(out_dir / name))
         assert (info.samplerate, info.subtype, info.frames) == (FS, "PCM_24", 2 * FS)
-    assert "null depth" in stdout and "->" in stdout
+    assert "phase-only null" in stdout and "->" in stdout
     assert "mix_after.wav" in stdout
 
 
@@ -417,7 +417,7 @@ def test_api_names_become_option_names(work):
 
 def test_bad_report_extension(work):
     assert_user_error(["align", work.dry, work.wet, "-o", work.dir / "out.wav", "--report", work.dir / "r.xyz"],
-                      "unknown figure type", work.dir)
+                      "unknown report type", work.dir)
     assert_user_error(["plot", work.model, "-o", work.dir / "m.txt"], "unknown figure type", work.dir)
 
 
