@@ -589,7 +589,7 @@ def plot_mix_loss(dry, wet, aligned, *, fs, delay_polarity=None, ax=None):
     ax.set_ylim(max(lowest - 1.0, _MIX_LOSS_FLOOR_DB), 1.0)
     ax.set_ylabel("Mix loss to phase (dB, 0 = none)")
     ax.set_title("Level-equalised dry + wet mix: loss per frequency (1/6 octave)")
-    ax.legend(loc="best", fontsize="small", title="curve (broadband mix loss)", title_fontsize="small")
+    ax.legend(loc="best", fontsize="small", title="curve (mix loss over the whole band)", title_fontsize="small")
     return ax
 
 
