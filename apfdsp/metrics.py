@@ -710,6 +710,8 @@ class StreamingMixMeter:
     >>> streamed, whole = meter.report(0), mix_report(x, y, fs=48000)
     >>> bool(abs(streamed["null_db"] - whole["null_db"]) < 1e-9), bool(abs(streamed["ncc"] - whole["ncc"]) < 1e-12)
     (True, True)
+    >>> bool(abs(streamed["broadband_null_db"] - whole["broadband_null_db"]) < 1e-9)
+    True
     """
 
     def __init__(self, n, *, fs, n_candidates):
@@ -802,6 +804,7 @@ class StreamingMixMeter:
             "mix_ratio": _ratio(A, B),
             "mix_loss_db": _db(_ratio(A, B)),
             "null_db": _db(_null(A, B)),
+            "broadband_null_db": broadband_null_from_sums(self._yy, self._xy[k], self._xx[k]),
             "ncc": float(np.clip(self._xy[k] / den, -1.0, 1.0)) if den > 0 else 0.0,
             "residual_delay_samples": residual_delay_samples,
         }
