@@ -160,7 +160,7 @@ Align DRY with WET and write the aligned dry to OUT.
 
 Measures the effect's latency (delay) and polarity, then fits an allpass filter to the phase
 difference between the two. The aligned dry has the same length, sample rate, channels and sample
-format as DRY; mixed with WET it no longer comb-filters. If the allpass does not beat plain
+format (or --subtype) as DRY; mixed with WET it no longer comb-filters. If the allpass does not beat plain
 delay + polarity on your audio, delay + polarity is used, so the result is never worse.
 
 Use a few seconds of material that excites the whole spectrum (a full mix or a busy part).
@@ -197,7 +197,8 @@ _APPLY_DESCRIPTION = """\
 Filter IN through a saved model (from 'apfdsp fit' or 'apfdsp align --model-out') and write OUT.
 
 The file is processed block by block, so any length works with little memory. OUT has the length,
-sample rate, channels and sample format of IN. The model must have been fitted at IN's sample rate.
+sample rate, channels and sample format of IN (or --subtype). The model must have been fitted at IN's
+sample rate.
 MODEL may also be 'pretrained:NAME' (see 'apfdsp pretrained'). A model with sections that run
 backwards in time (the default of 'apfdsp align' without --causal) takes a second pass over a
 temporary file next to OUT (8 bytes per sample and channel).
@@ -213,7 +214,7 @@ _MIX_DESCRIPTION = """\
 Write a phase-aligned dry/wet mix: (1 - R) * aligned DRY + R * WET.
 
 The dry is aligned with the model given by --model, or else aligned on the fly (as 'apfdsp align').
-OUT has the length and sample format of DRY; a mono DRY with a stereo WET gives a stereo mix.
+OUT has the length and sample format of DRY (or --subtype); a mono DRY with a stereo WET gives a stereo mix.
 """
 
 _MIX_EPILOG = """\
@@ -293,8 +294,9 @@ def _add_subtype_option(p, default=None):
 
 
 def _add_shift_option(p, *, wet_out):
-    wet_text = ("the wet, delayed, is written to --wet-out (WET's length plus the shift, in WET's format), "
-                "and OUT is the dry with the model minus its advance (DRY's length)" if wet_out else
+    wet_text = ("the wet, delayed, is written to --wet-out (WET's length plus the shift, in the sample "
+                "format OUT gets), and OUT is the dry through the model minus its advance (DRY's length); "
+                "the files are then read into memory" if wet_out else
                 "the mix then starts with the dry's first sample and is longer than DRY by the shift")
     p.add_argument("--shift", choices=("dry", "wet"), default="dry",
                    help="what moves when the wet leads the dry: 'dry' advances the dry (its first samples "
