@@ -144,7 +144,8 @@ what the numbers mean (shown before alignment -> after delay + polarity only -> 
                    set for the deepest null (one gain for the whole signal). It also counts every
                    change in tone (EQ, drive, noise), so it cannot get deeper than the effect changes
                    the sound: judge it by how much alignment improves it. A pure phase/delay effect
-                   reaches -30 dB or below; through an EQ, filter or drive -6 to -12 dB is typical.
+                   reaches -30 dB or below; through a filter, EQ or drive it stays shallow (about -3 to
+                   -8 dB for a high-pass on music, -10 dB for a +9 dB peak EQ, after alignment).
   phase-only null  the same null with the levels matched in every band: phase (alignment) alone.
                    -20 dB is good, -30 dB or below very good, 0 dB means inverted.
   mix loss         level of dry + wet relative to a perfectly in-phase sum, levels matched per band:

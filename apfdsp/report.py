@@ -151,7 +151,8 @@ def _numbers_table(summary):
         ("broadband null", "broadband_null_db",
          "What a DAW shows when you flip the polarity of one track and sum, with the fader set for the deepest "
          "null. It also counts every change in tone (EQ, drive, noise), so judge it by how much alignment "
-         "improves it: a pure phase/delay effect reaches -30 dB or below, an EQ, filter or drive -6 to -12 dB."),
+         "improves it: a pure phase/delay effect reaches -30 dB or below; through a filter, EQ or drive it stays "
+         "shallow (about -3 to -8 dB for a high-pass on music, -10 dB for a +9 dB peak EQ, after alignment)."),
         ("phase-only null", "null_db",
          "The same null with the levels matched in every band: phase (alignment) alone. -20 dB is good, -30 dB "
          "or below very good; 0 dB means inverted."),
