@@ -198,13 +198,22 @@ def _cells_text(cascade, *, max_lines=14):
     return "\n".join(lines)
 
 
+def _polarity_text(cascade):
+    """The broadband polarity of a model alone, judged on a pink spectrum from 20 Hz to 20 kHz."""
+    from .align import broadband_polarity
+
+    freqs = np.geomspace(20.0, min(20000.0, 0.49 * cascade.fs), 512)
+    delay = sum(c.samples for c in cascade if isinstance(c, Delay))
+    _, label, rotation = broadband_polarity(cascade, freqs, np.gradient(freqs) / freqs, delay)
+    return f"polarity {label}" + (f" ({abs(rotation):.0f} deg on a pink spectrum)" if label == "phase rotated" else "")
+
+
 def _cascade_totals(cascade):
     gd = cascade.group_delay(_default_freqs(cascade.fs))
     return (
         f"fs {cascade.fs:g} Hz, {len(cascade)} cells, filter order {cascade.order}, "
         f"{cascade._sos_rows_text()}\n"
-        f"integer shift {cascade.integer_delay} samples, polarity "
-        f"{'inverted' if cascade.polarity < 0 else 'normal'}\n"
+        f"integer shift {cascade.integer_delay} samples, {_polarity_text(cascade)}\n"
         f"group delay {gd.min():.4g} to {gd.max():.4g} samples "
         f"({1e3 * gd.min() / cascade.fs:.3g} to {1e3 * gd.max() / cascade.fs:.3g} ms)"
     )
