@@ -65,9 +65,9 @@ document.querySelectorAll("button[data-ab]").forEach(function (button) {
       var to = from === pair[0] ? pair[1] : pair[0];
       to.currentTime = from.currentTime;
       from.pause();
-      to.play();
+      to.play().catch(function () {});
     } else {
-      pair[0].play();
+      pair[0].play().catch(function () {});
     }
   });
 });
@@ -145,7 +145,7 @@ def listening_clips(dry, wet, aligned, *, fs, excerpt_s=EXCERPT_S):
 
 def _numbers_table(summary):
     def db(value):
-        return "n/a" if value is None else f"{value:.1f} dB"
+        return "n/a" if value is None else f"{round(value, 1) + 0.0:.1f} dB"  # + 0.0: no "-0.0"
 
     rows = [
         ("broadband null", "broadband_null_db",

@@ -1,7 +1,9 @@
 """Tests of apfdsp.report: the HTML report to read and to hear, checked in a real headless browser."""
 
 import base64
+import html
 import io
+import json
 import os
 import re
 import shutil
@@ -125,3 +127,32 @@ def test_report_in_a_real_browser(page, tmp_path_factory):
     if keep:
         os.makedirs(keep, exist_ok=True)
         shutil.copy(shot, os.path.join(keep, "report_screenshot.png"))
+
+
+# Clicks the mix pair's A/B switch twice from a script: A starts, then B takes over at A's position.
+_AB_PROBE = """<script>
+window.addEventListener("load", function () {
+  var button = document.querySelector("button[data-ab='mix']");
+  var pair = document.querySelectorAll("audio[data-pair='mix']");
+  button.click();
+  var first = [pair[0].paused, pair[1].paused];
+  pair[0].currentTime = 0.5;
+  button.click();
+  document.body.dataset.ab = JSON.stringify([first, [pair[0].paused, pair[1].paused, pair[1].currentTime]]);
+});
+</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install -y chromium)")
+def test_ab_switch_in_a_real_browser(page, tmp_path):
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _AB_PROBE), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as user_dir:
+        proc = _chromium("--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=5000", "--dump-dom",
+                         probe.as_uri(), user_dir=user_dir)
+    assert proc.returncode == 0 and "CONSOLE" not in proc.stderr, proc.stderr[-2000:]
+    found = re.search(r'data-ab="([^"]*)"', proc.stdout)
+    assert found is not None, "the probe did not run"
+    first, second = json.loads(html.unescape(found.group(1)))
+    assert first == [False, True]  # A plays
+    assert second[:2] == [True, False] and second[2] == pytest.approx(0.5, abs=0.05)  # B took over at 0.5 s
