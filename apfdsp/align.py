@@ -13,6 +13,7 @@ import numpy as np
 
 from ._validate import valid_audio, valid_fs, valid_int
 from .cascade import Allpass1, AllpassCascade, Delay, Polarity
+from .confidence import pair_statistics, verdict
 from .estimate import estimate
 from .exceptions import ParameterError
 from .fit import fit_phase
@@ -64,6 +65,17 @@ class AlignResult:
         ``"normal"``, ``"inverted"`` or ``"phase rotated"`` (see `broadband_polarity`).
     phase_rotation_deg : float
         The model's mean phase where the signal has its energy, after the bulk delay, in degrees.
+    confidence : str
+        ``"related"``, ``"weak"`` or ``"unrelated"``: how far the wet is a linear function of the dry
+        (`apfdsp.confidence.verdict`).
+    warnings : list of str
+        What the user should know (unrelated signals, time-varying or strongly nonlinear effect, too
+        little material, wet clipped); empty when nothing is amiss.
+    delay_choice : str
+        How the bulk delay was chosen among the correlation peaks (``"strongest"``, or
+        ``"earliest within 6 dB"``: the direct path before stronger reflections).
+    delay_candidates : tuple of (float, float)
+        The competing correlation peaks ``(delay_samples, peak)``.
     """
 
     aligned: np.ndarray
@@ -80,6 +92,10 @@ class AlignResult:
     baseline: object = None
     polarity_label: str = "normal"
     phase_rotation_deg: float = 0.0
+    confidence: str = "related"
+    warnings: list = field(default_factory=list)
+    delay_choice: str = "strongest"
+    delay_candidates: tuple = ()
 
     @property
     def advanced(self):
@@ -117,7 +133,9 @@ class AlignResult:
             for stage, metrics in (("before", self.before), ("delay_polarity", self.delay_polarity),
                                    ("after", self.after)):
                 out[f"{key}_{stage}"] = metrics[key]
-        out.update(realtime_capable=bool(self.causal), elapsed_s=float(self.elapsed_s))
+        out.update(realtime_capable=bool(self.causal), elapsed_s=float(self.elapsed_s),
+                   confidence=self.confidence, warnings=list(self.warnings), delay_choice=self.delay_choice,
+                   delay_candidates=[[float(d), float(p)] for d, p in self.delay_candidates])
         return out
 
 
@@ -361,6 +379,8 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
     single = len(fits) == 1
     polarity, polarity_label, rotation = broadband_polarity(
         cascades[0], first_est.freqs, _energy_weights(first_est), first_est.delay_samples)
+    confidence, warnings = verdict(pair_statistics(dry, wet, fs=fs, integer_delay=first_est.integer_delay),
+                                   null_db=after["null_db"])
     return AlignResult(
         aligned=aligned if apply else None,
         cascade=cascades[0] if single else cascades,
@@ -379,6 +399,10 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
                   "max_delay_s": max_delay_s, "per_channel": bool(per_channel), "causal": bool(causal),
                   "max_bins": max_bins,
                   "nperseg": first_est.nperseg, "fit_options": dict(fit_options or {})},
+        confidence=confidence,
+        warnings=warnings,
+        delay_choice=first_est.delay_choice,
+        delay_candidates=first_est.delay_candidates,
     )
 
 

@@ -108,11 +108,19 @@ def _fits_in_memory(dry_info, wet_info, limit):
     return max(dry_info["frames"] * dry_info["channels"], wet_info["frames"] * wet_info["channels"]) <= limit
 
 
-def _whole_files(dry_path, wet_path, out_path, subtype, fit_kwargs):
+def _refuse_unrelated(result, strict, dry_path, wet_path):
+    """With `strict`, an unrelated pair is an error (raised before any output is written)."""
+    if strict and result.confidence == "unrelated":
+        raise AudioError(f"--strict: WET {os.fspath(wet_path)!r} is unrelated to DRY {os.fspath(dry_path)!r} "
+                         f"({result.warnings[0]}); nothing was written")
+
+
+def _whole_files(dry_path, wet_path, out_path, subtype, fit_kwargs, strict=False):
     """The in-memory route for files within the analysis budget: `fit_alignment` on the whole signals."""
     dry, fs, _ = read_audio(dry_path)
     wet, _, _ = read_audio(wet_path)
     result = fit_alignment(dry, wet, fs=fs, apply=True, **fit_kwargs)
+    _refuse_unrelated(result, strict, dry_path, wet_path)
     if out_path is not None:
         write_audio(out_path, result.aligned, fs, subtype=subtype, inputs=[dry_path, wet_path])
     return result, dry, wet
@@ -149,7 +157,7 @@ def _streamed_metrics(dry_path, wet_path, candidate_paths, frames, fs, file_prog
     return meter
 
 
-def _long_files(dry_path, wet_path, out_path, subtype, fit_kwargs, limit, stage, file_progress):
+def _long_files(dry_path, wet_path, out_path, subtype, fit_kwargs, limit, stage, file_progress, strict=False):
     """The bounded-memory route: analysis of an excerpt, streamed output and whole-file metrics."""
     dry_info, wet_info = audio_info(dry_path), audio_info(wet_path)
     fs = dry_info["samplerate"]
@@ -162,6 +170,7 @@ def _long_files(dry_path, wet_path, out_path, subtype, fit_kwargs, limit, stage,
     if stage is not None:
         stage("measuring delay, polarity and phase")
     result = fit_alignment(dry, wet, fs=fs, apply=False, **fit_kwargs)
+    _refuse_unrelated(result, strict, dry_path, wet_path)
     with _scratch_directory(out_path) as scratch:
         if stage is not None:
             stage("writing audio" if out_path is not None else "filtering")
@@ -191,7 +200,7 @@ def align_files(dry_path, wet_path, out_path=None, *, subtype=None, max_analysis
                 stage=None, file_progress=None, n_sections=ALIGN_DEFAULTS["n_sections"],
                 structure=ALIGN_DEFAULTS["structure"], seed=ALIGN_DEFAULTS["seed"],
                 max_delay_s=ALIGN_DEFAULTS["max_delay_s"], per_channel=False, causal=False,
-                callback=None):
+                callback=None, strict=False):
     r"""Align a dry audio file with its wet twin, in memory bounded whatever the files' length.
 
     Parameters
@@ -211,6 +220,9 @@ def align_files(dry_path, wet_path, out_path=None, *, subtype=None, max_analysis
         ``file_progress(done_frames, total_frames)`` during the whole-file metric pass.
     n_sections, structure, seed, max_delay_s, per_channel, causal, callback
         As `apfdsp.align.align`. With ``per_channel=True`` files are always analysed whole (in memory).
+    strict : bool
+        Raise `AudioError` before anything is written when the verdict is ``"unrelated"``
+        (`apfdsp.confidence.verdict`).
 
     Returns
     -------
@@ -224,7 +236,8 @@ def align_files(dry_path, wet_path, out_path=None, *, subtype=None, max_analysis
     Raises
     ------
     AudioError
-        Unreadable, empty, silent or non-finite audio, or different sample rates.
+        Unreadable, empty, silent or non-finite audio, or different sample rates; with `strict`, a wet
+        unrelated to the dry.
     OutputError
         If the output cannot be written.
     ParameterError
@@ -262,9 +275,9 @@ def align_files(dry_path, wet_path, out_path=None, *, subtype=None, max_analysis
     if per_channel or _fits_in_memory(dry_info, wet_info, max_analysis_samples):
         if stage is not None:
             stage("measuring delay, polarity and phase")
-        result, dry, wet = _whole_files(dry_path, wet_path, out_path, subtype, fit_kwargs)
+        result, dry, wet = _whole_files(dry_path, wet_path, out_path, subtype, fit_kwargs, strict)
         result = dataclasses.replace(result, settings=dict(result.settings, analysis={"whole_files": True}))
     else:
         result, dry, wet = _long_files(dry_path, wet_path, out_path, subtype, fit_kwargs, max_analysis_samples,
-                                       stage, file_progress)
+                                       stage, file_progress, strict)
     return dataclasses.replace(result, elapsed_s=time.perf_counter() - start_time), dry, wet

@@ -328,6 +328,8 @@ def _add_fit_options(p, *, resample=True):
                    help="keep the model causal (never advance the dry, no sections run backwards in time), so "
                         "that it could also run in real time; by default the fit may do both, which gives much "
                         "deeper nulls on filters and EQs")
+    g.add_argument("--strict", action="store_true",
+                   help="refuse (exit code 2, nothing written) when WET is unrelated to DRY")
     if resample:
         g.add_argument("--resample", action="store_true",
                        help="if WET's sample rate differs from DRY's, resample WET to DRY's rate")
@@ -793,6 +795,15 @@ def _excerpt_note(result):
             f"together); the null depths and mix losses cover the whole files")
 
 
+def _check_verdict(args, result):
+    """Refuse an unrelated pair under --strict (before anything is written); else warn as the verdict says."""
+    if getattr(args, "strict", False) and result.confidence == "unrelated":
+        raise AudioError(f"--strict: WET {args.wet!r} is unrelated to DRY {args.dry!r} "
+                         f"({result.warnings[0]}); nothing was written")
+    for text in result.warnings:
+        warnings.warn(text, UserWarning)
+
+
 # -- the commands ------------------------------------------------------------------------------------------
 def _read_pair(args, progress):
     progress.stage("reading audio")
@@ -821,12 +832,15 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
             if subtype is None and audio_out is not None and _same_type(audio_out, args.dry):
                 subtype = dry_info["subtype"]
             result, dry, wet = align_files(args.dry, args.wet, audio_out, subtype=subtype, stage=progress.stage,
-                                           callback=progress.fit_callback, **_fit_kwargs(args))
+                                           callback=progress.fit_callback, strict=getattr(args, "strict", False),
+                                           **_fit_kwargs(args))
+            _check_verdict(args, result)
         else:  # resampling, or --shift wet: in memory
             dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
             progress.stage("measuring delay, polarity and phase")
             result = fit_alignment(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback,
                                    apply=audio_out is not None)
+            _check_verdict(args, result)
         drawn, wet_shift = result, _wet_shift(result.cascade) if wet_out is not None else 0
         if wet_shift:  # delay the wet instead of advancing the dry
             cascade = _without_advance(result.cascade, wet_shift)
@@ -969,6 +983,7 @@ def _cmd_mix(args):
         else:
             progress.stage("measuring delay, polarity and phase")
             result = align(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback)
+            _check_verdict(args, result)
             aligned, summary, cascade = result.aligned, result.summary(), result.cascade
         wet_shift = _wet_shift(cascade) if args.shift == "wet" else 0
         if wet_shift:  # delay the wet instead of advancing the dry: the mix gets longer by wet_shift

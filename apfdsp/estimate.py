@@ -51,6 +51,9 @@ EDGE_FADE_S = 0.02
 PRECEDENCE_DB = 6.0
 #: ... looking back at most this far (seconds) before the strongest peak (the reach of strong reflections).
 PRECEDENCE_WINDOW_S = 0.03
+#: ... and at least this far (seconds) before it: closer peaks belong to the effect's own response (a
+#: low-pass's phase gives two peaks of opposite sign one sample either side of its delay).
+PRECEDENCE_MIN_GAP_S = 0.001
 #: Number of correlation peaks refined and compared by the precedence rule.
 MAX_CANDIDATES = 8
 #: Highest frequency given a non-zero fitting weight, as a fraction of fs/2.
@@ -258,7 +261,8 @@ def _precedence(peaks, fs):
     level = strongest * 10.0 ** (-PRECEDENCE_DB / 20.0)
     first = max(peaks, key=lambda dp: abs(dp[1]))
     rivals = sorted((dp for dp in peaks if abs(dp[1]) >= level
-                     and first[0] - PRECEDENCE_WINDOW_S * fs <= dp[0] <= first[0]), key=lambda dp: dp[0])
+                     and first[0] - PRECEDENCE_WINDOW_S * fs <= dp[0] <= first[0] - PRECEDENCE_MIN_GAP_S * fs),
+                    key=lambda dp: dp[0])
     chosen = rivals[0] if rivals else first
     competing = tuple(sorted((dp for dp in peaks if abs(dp[1]) >= level), key=lambda dp: dp[0]))
     choice = "strongest" if chosen is first else f"earliest within {PRECEDENCE_DB:g} dB"
@@ -362,8 +366,8 @@ def gcc_phat(x, y, *, fs, max_delay_s=0.1):
     started from the parabola through the three samples around each (for a pure fractional delay
     :math:`d`, :math:`r(\tau)` peaks exactly at :math:`\tau = d`, whereas parabolic interpolation alone
     is biased by up to about 0.12 sample). *Precedence*: the delay is the earliest peak within
-    ``PRECEDENCE_DB`` = 6 dB of the strongest and at most ``PRECEDENCE_WINDOW_S`` = 30 ms before it
-    (in a room, the direct path arrives first but its reflections can add up to a stronger peak);
+    ``PRECEDENCE_DB`` = 6 dB of the strongest, at least ``PRECEDENCE_MIN_GAP_S`` = 1 ms and at most
+    ``PRECEDENCE_WINDOW_S`` = 30 ms before it (in a room, the direct path arrives first but its reflections can add up to a stronger peak);
     `gcc_peaks` says which rule chose and lists the competitors. The peak is reported as
     :math:`r(\tau) / \sum_k c_k |W_k|`.
 
@@ -664,6 +668,10 @@ class Estimate:
         Pooled dry power spectral density ``S_xx``.
     weights : ndarray, shape (k,)
         Phase-fitting weights from `fit_weights`.
+    delay_choice : str
+        How `gcc_peaks` chose the delay: ``"strongest"`` or ``"earliest within 6 dB"``.
+    delay_candidates : tuple of (float, float)
+        The competing correlation peaks ``(delay_samples, peak)`` (see `DelayPeaks`).
     """
 
     delay_samples: float
@@ -677,6 +685,8 @@ class Estimate:
     coherence: np.ndarray
     x_psd: np.ndarray
     weights: np.ndarray
+    delay_choice: str = "strongest"
+    delay_candidates: tuple = ()
 
     @property
     def target_phase(self):
@@ -718,7 +728,7 @@ def estimate(x, y, *, fs, max_delay_s=0.1, nperseg=None):
 
     Notes
     -----
-    1. :math:`(d, p) =` `gcc_phat` :math:`(x, y)`; polarity :math:`= \mathrm{sign}(p)`.
+    1. :math:`(d, p) =` `gcc_peaks` :math:`(x, y)`; polarity :math:`= \mathrm{sign}(p)`.
     2. :math:`H, \gamma^2 =` `relative_response` of :math:`x[n]` and :math:`y[n + \mathrm{round}(d)]`.
     3. :math:`w =` `fit_weights` :math:`(H, \gamma^2, S_{xx})`.
 
@@ -734,7 +744,8 @@ def estimate(x, y, *, fs, max_delay_s=0.1, nperseg=None):
     """
     fs = valid_fs(fs)
     x, y = _valid_pair(x, y)
-    delay, peak = gcc_phat(x, y, fs=fs, max_delay_s=max_delay_s)
+    found = gcc_peaks(x, y, fs=fs, max_delay_s=max_delay_s)
+    delay, peak = found.delay_samples, found.peak
     integer_delay = int(np.round(delay))
     freqs, H, coh, x_psd, nperseg = _relative_spectra(
         x, y, fs=fs, nperseg=nperseg, integer_delay=integer_delay
@@ -752,4 +763,6 @@ def estimate(x, y, *, fs, max_delay_s=0.1, nperseg=None):
         coherence=coh,
         x_psd=x_psd,
         weights=weights,
+        delay_choice=found.choice,
+        delay_candidates=found.candidates,
     )
