@@ -380,7 +380,7 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
     polarity, polarity_label, rotation = broadband_polarity(
         cascades[0], first_est.freqs, _energy_weights(first_est), first_est.delay_samples)
     confidence, warnings = verdict(pair_statistics(dry, wet, fs=fs, integer_delay=first_est.integer_delay),
-                                   null_db=after["null_db"])
+                                   null_db=after["null_db"], peak=first_est.gcc_peak)
     return AlignResult(
         aligned=aligned if apply else None,
         cascade=cascades[0] if single else cascades,

@@ -67,9 +67,11 @@ _OVERLAP_EFFICIENCY = 1.0 / (1.0 + 2.0 / 36.0)
 #: Thresholds of `verdict` (fractions of the wet's energy, dB and seconds), documented in its Notes.
 VERDICT_THRESHOLDS = {
     "unrelated_fraction": 0.1,
+    "coincidence_fraction": 0.3,
+    "coincidence_peak": 0.1,
     "weak_fraction": 0.4,
     "nonlinear_fraction": 0.6,
-    "time_variation": 0.15,
+    "time_variation": 0.1,
     "time_variation_min_unexplained": 0.03,
     "weak_null_db": -3.0,
     "min_duration_s": 1.0,
@@ -241,7 +243,7 @@ def pair_statistics(x, y, *, fs, integer_delay=0):
                           clipped)
 
 
-def verdict(stats, *, null_db=None):
+def verdict(stats, *, null_db=None, peak=None):
     """Confidence (``"related"``, ``"weak"``, ``"unrelated"``) and warnings from `PairStatistics`.
 
     Parameters
@@ -249,6 +251,8 @@ def verdict(stats, *, null_db=None):
     stats : PairStatistics
     null_db : float, optional
         Null depth of the aligned dry against the wet (dB), from the alignment.
+    peak : float, optional
+        Normalised peak of the delay search (`apfdsp.estimate.gcc_peaks`), in [-1, 1].
 
     Returns
     -------
@@ -261,11 +265,14 @@ def verdict(stats, *, null_db=None):
     short segments, :math:`V` the time variation):
 
     * ``"unrelated"`` when :math:`E < 0.1`: less than a tenth of the wet is a linear function of the
-      dry, at any delay within the search range (unrelated recordings measure 0 to 0.04);
+      dry (unrelated recordings measure 0 to 0.04), or when :math:`E < 0.3` and the delay search's
+      peak is below 0.1 in magnitude: two tonal recordings that happen to share pitches are coherent
+      at those pitches for a while, but no delay relates them (unrelated pairs peak at about 0.03,
+      a distant microphone in a hall above 0.2);
     * ``"weak"`` when :math:`E < 0.4` or the aligned null is shallower than -3 dB;
     * ``"related"`` otherwise.
 
-    Warnings: *time-varying* when :math:`V \\ge 0.15` and :math:`1 - E_s \\ge 0.03` (block-wise filters
+    Warnings: *time-varying* when :math:`V \\ge 0.1` and :math:`1 - E_s \\ge 0.03` (block-wise filters
     explain a good part of what one filter cannot, and that part is audible); *strongly nonlinear* when
     :math:`E < 0.6` and the pair is not unrelated; *too little material* below 1 s of common audio;
     *wet clipped* when at least 1e-4 of the wet's samples sit in runs of 3 or more at its peak.
@@ -281,10 +288,11 @@ def verdict(stats, *, null_db=None):
     t = VERDICT_THRESHOLDS
     fraction = stats.linear_fraction
     warnings = []
-    if fraction < t["unrelated_fraction"]:
+    no_delay = peak is not None and abs(peak) < t["coincidence_peak"] and fraction < t["coincidence_fraction"]
+    if fraction < t["unrelated_fraction"] or no_delay:
         confidence = "unrelated"
         warnings.append(f"unrelated signals: only {100 * fraction:.0f} % of the wet is a linear function of the "
-                        f"dry at any delay searched; the alignment is meaningless")
+                        f"dry{' and no delay relates them' if no_delay else ''}; the alignment is meaningless")
     elif fraction < t["weak_fraction"] or (null_db is not None and null_db > t["weak_null_db"]):
         confidence = "weak"
     else:

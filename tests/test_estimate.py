@@ -7,10 +7,13 @@ import pytest
 from scipy import signal
 
 from apfdsp.estimate import (
+    PRECEDENCE_DB,
+    DelayPeaks,
     Estimate,
     default_nperseg,
     estimate,
     fit_weights,
+    gcc_peaks,
     gcc_phat,
     relative_response,
 )
@@ -162,6 +165,81 @@ def test_gcc_errors(noise, kwargs, y_fn, err, match):
 def test_gcc_shapes_must_broadcast(noise):
     with pytest.raises(ParameterError, match="do not broadcast"):
         gcc_phat(np.stack([noise] * 2), np.stack([noise] * 3), fs=FS)
+
+
+# --------------------------------------------------------------------------------------------------
+# band-limited material, bins without energy, the precedence rule
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cutoff", [150.0, 300.0, 2000.0])
+@pytest.mark.parametrize("d", [4.15, -7.6])
+def test_gcc_low_frequency_material(rng, cutoff, d):
+    # energy only at low frequencies: above the cutoff the two recordings share nothing but their
+    # common start and end, which plain PHAT turned into a peak at lag 0 (4.15 was read as 0.016)
+    x = signal.sosfilt(signal.butter(4, cutoff, fs=FS, output="sos"), rng.standard_normal(3 * FS))
+    delay, peak = gcc_phat(x, frac_delay(x, d), fs=FS)
+    assert abs(delay - d) < 0.05
+    assert peak > 0.9
+
+
+def test_gcc_ignores_bins_without_energy(rng):
+    # 16-bit-like noise floors that differ between the two files above a steep low-pass
+    sos = signal.ellip(10, 0.1, 120, 4000, fs=FS, output="sos")
+    x = signal.sosfiltfilt(sos, rng.standard_normal(2 * FS))
+    y = frac_delay(x, 12.4) + 1e-7 * rng.standard_normal(x.size)
+    x = x + 1e-7 * rng.standard_normal(x.size)
+    delay, _ = gcc_phat(x, y, fs=FS)
+    assert abs(delay - 12.4) < 0.05
+
+
+def _echo(x, taps):
+    """Sum of delayed, scaled copies of x: taps = [(delay_samples, gain), ...] (integer delays)."""
+    y = np.zeros_like(x)
+    for delay, gain in taps:
+        y[delay:] += gain * x[: x.size - delay]
+    return y
+
+
+@pytest.mark.parametrize("gain_db", [-3.0, 0.0, 2.0, 3.5])
+def test_gcc_precedence_prefers_the_direct_path(noise, gain_db):
+    # a direct path at 40 samples and a reflection 120 samples later, up to 3.5 dB stronger (the phase
+    # weighting widens the gap between the two correlation peaks beyond that of the amplitudes)
+    y = _echo(noise, [(40, 1.0), (160, 10 ** (gain_db / 20))])
+    found = gcc_peaks(noise, y, fs=FS)
+    assert isinstance(found, DelayPeaks)
+    assert abs(found.delay_samples - 40) < 0.05
+    assert found.choice == ("strongest" if gain_db <= 0 else f"earliest within {PRECEDENCE_DB:g} dB")
+    lags = [round(d) for d, _ in found.candidates]
+    assert lags == sorted(lags) and 40 in lags and 160 in lags
+
+
+def test_gcc_precedence_threshold(noise):
+    # a reflection more than PRECEDENCE_DB stronger wins: the threshold is a real boundary
+    y = _echo(noise, [(40, 1.0), (160, 10 ** ((PRECEDENCE_DB + 3.0) / 20))])
+    found = gcc_peaks(noise, y, fs=FS)
+    assert abs(found.delay_samples - 160) < 0.05 and found.choice == "strongest"
+    assert [round(d) for d, _ in found.candidates] == [160]
+
+
+def test_gcc_precedence_ignores_the_effects_own_lobes(rng):
+    # a first-order low-pass: its phase gives opposite-sign lobes one sample either side of the delay;
+    # they must not pass for a direct path (the strongest peak is kept)
+    x = rng.standard_normal(2 * FS)
+    y = signal.lfilter(*signal.butter(1, 3000, fs=FS), np.r_[np.zeros(30), x][: x.size])
+    found = gcc_peaks(x, y, fs=FS)
+    assert found.choice == "strongest" and found.peak > 0
+    assert 29 < found.delay_samples < 33
+
+
+def test_gcc_peaks_matches_gcc_phat(noise):
+    y = frac_delay(noise, -3.3)
+    found = gcc_peaks(noise, y, fs=FS)
+    assert (found.delay_samples, found.peak) == gcc_phat(noise, y, fs=FS)
+
+
+def test_estimate_reports_the_delay_choice(noise):
+    est = estimate(noise, _echo(noise, [(40, 1.0), (160, 1.5)]), fs=FS)
+    assert est.delay_choice == f"earliest within {PRECEDENCE_DB:g} dB" and est.integer_delay == 40
+    assert len(est.delay_candidates) == 2
 
 
 # --------------------------------------------------------------------------------------------------
