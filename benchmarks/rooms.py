@@ -1,6 +1,6 @@
 """Alignment in simulated rooms (pyroomacoustics): delay of the direct path and the phase fit's share.
 
-    python benchmarks/rooms.py                      # all rooms; writes benchmarks/results/rooms.json and .md
+    python benchmarks/rooms.py                      # all rooms; writes benchmarks/results/rooms.json
     python benchmarks/rooms.py --only hall          # the cases whose name contains "hall"
 
 Each case is a shoebox room (image-source method, deterministic: no randomised image sources, seeded
@@ -19,8 +19,6 @@ the second the wet. For each case:
 """
 
 import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -31,7 +29,6 @@ from apfdsp.demo import demo_dry
 from apfdsp.metrics import mix_loss_db, null_depth_db
 
 DURATION_S = 3.0
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def source_signal(kind, fs, seed):
@@ -142,17 +139,17 @@ def table(rows):
 
 
 if __name__ == "__main__":
+    import results_file
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default="", help="run the cases whose name contains this text")
-    parser.add_argument("--out", default=os.path.join(RESULTS_DIR, "rooms"), help="results path without extension")
+    parser.add_argument("--only", default="", help="run the cases whose name contains this text (no results file)")
     args = parser.parse_args()
+    load_before = results_file.start()
     rows = [run_case(name, args.seed) for name in ROOMS if args.only in name]
-    text = table(rows)
-    print(text)
+    print(table(rows))
     if not args.only:
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out + ".json", "w") as f:
-            json.dump(rows, f, indent=1)
-        with open(args.out + ".md", "w") as f:
-            f.write(text + "\n")
+        results_file.save("rooms", "benchmarks/rooms.py", rows, load_before=load_before, seed=args.seed,
+                          summary={"median_share_null": float(np.nanmedian([r["share_null"] for r in rows])),
+                                   "median_share_mix": float(np.nanmedian([r["share_mix"] for r in rows])),
+                                   "worst_abs_delay_error": float(max(abs(r["delay_error"]) for r in rows))})
