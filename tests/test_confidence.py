@@ -294,3 +294,16 @@ def test_cli_json_and_warnings(unrelated_files):
     assert record["delay_choice"] in ("strongest", "earliest within 6 dB")
     assert "apfdsp: warning: unrelated signals" in stderr
     os.remove(out)
+
+
+@pytest.mark.parametrize("max_analysis_samples", [4096 * 16, 2**20])
+def test_align_files_strict_writes_nothing(unrelated_files, max_analysis_samples):
+    # both routes: an excerpt of a long file (streamed output) and the whole file in memory
+    from apfdsp.align_files import align_files
+    from apfdsp.exceptions import AudioError
+
+    folder, (dry, wet) = unrelated_files
+    out = folder / "strict.wav"
+    with pytest.raises(AudioError, match="unrelated"):
+        align_files(dry, wet, out, n_sections=2, strict=True, max_analysis_samples=max_analysis_samples)
+    assert sorted(os.listdir(folder)) == ["drum.wav", "flute.wav"]
