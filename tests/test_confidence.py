@@ -162,7 +162,12 @@ def test_time_varying_effects_warned(source):
         stats, peak = statistics(dry, pedalboard_wet(board, dry))
         confidence, warnings = verdict(stats, peak=peak)
         assert confidence != "unrelated", (name, stats, peak)
-        assert any(w.startswith("time-varying effect") for w in warnings), (name, stats)
+        warned = any(w.startswith("time-varying effect") for w in warnings)
+        if source == "log sweep":
+            # a sweep visits each frequency once: a long static filter explains the modulated wet
+            assert warned or stats.linear_fraction > 0.95, (name, stats)
+        else:
+            assert warned, (name, stats)
 
 
 # -- the statistics --------------------------------------------------------------------------------------------------
@@ -248,7 +253,9 @@ def test_verdict_thresholds():
     moving = dict(ok, time_variation=0.9, short_linear_fraction=1 - t["time_variation_min_unexplained"] / 2)
     assert verdict(PairStatistics(linear_fraction=0.99, **moving)) == ("related", [])
     moving["short_linear_fraction"] = 0.8
-    assert verdict(PairStatistics(linear_fraction=0.99, **moving))[1][0].startswith("time-varying")
+    assert verdict(PairStatistics(linear_fraction=0.82, **moving))[1][0].startswith("time-varying")
+    # ... unless long segments explain it (a long response, such as a room's)
+    assert verdict(PairStatistics(linear_fraction=0.9, **moving)) == ("related", [])
 
 
 # -- the command line ------------------------------------------------------------------------------------------------
