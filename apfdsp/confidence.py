@@ -27,15 +27,18 @@ filter of the dry predicts (the coherent output power over the output power),
 
 and the **block-wise linear fraction** :math:`E_b` is the same with one filter per block,
 :math:`\sum_b \sum_f |S^b_{yx}|^2 / S^b_{xx}` in the numerator. Both are biased upwards by the finite
-number of averaged segments (for independent signals :math:`E \approx 1/K` with :math:`K` segments);
-`linear_fraction` and `time_variation` remove that bias:
+number of averaged segments (for independent signals :math:`E \approx 1/K` with :math:`K` independent
+segments; half-overlapping Hann segments count :math:`1/(1 + 2/36)` each); the reported values remove
+that bias:
 
 .. math:: \hat E = \frac{E - 1/K}{1 - 1/K}, \qquad
           V = \frac{(E_b - E)/(1 - E) - 1/K_b}{1 - 1/K_b},
 
 :math:`V` being the share of what one filter leaves unexplained that block-wise filters explain beyond
-chance (:math:`K_b` segments per block): near 0 for a time-invariant effect (even a nonlinear one on
-stationary material), large when the effect's response moves (chorus, phaser, flanger).
+chance (:math:`K_b` segments per block): near 0 for a time-invariant effect on stationary material,
+large when the effect's response moves (chorus, phaser, flanger). `pair_statistics` measures :math:`E`
+on long segments (``LONG_SEGMENT`` = 8192 samples at 48 kHz: a room's response fits in them) and
+:math:`E_s` and :math:`V` on short ones (``SHORT_SEGMENT`` = 2048, blocks of 4: 107 ms at 48 kHz).
 """
 
 from dataclasses import dataclass
