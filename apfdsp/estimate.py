@@ -127,7 +127,7 @@ def _welch_weights(x, y, *, fs, integer_delay, nperseg):
     """
     xs, ys = _shift_pair(x, y, integer_delay)
     nperseg = min(nperseg, xs.shape[-1])
-    freqs, s_yx, s_xx, s_yy = _pooled_spectra(xs, ys, fs=fs, nperseg=nperseg)
+    freqs, s_yx, s_xx, s_yy = _fast_pooled_spectra(xs, ys, fs=fs, nperseg=nperseg)
     floor = 10.0 ** (-ENERGY_FLOOR_DB / 10.0)
     alive = (s_xx > floor * s_xx.max()) & (s_yy > floor * s_yy.max())
     coh = np.clip(_safe_div(np.abs(s_yx) ** 2, s_xx * s_yy), 0.0, 1.0)
@@ -463,10 +463,22 @@ def _safe_div(num, den):
 
 
 def _pooled_spectra(x, y, *, fs, nperseg):
-    """Pooled Welch spectra (freqs, S_yx, S_xx, S_yy) of a validated, equal-length pair.
+    """Pooled Welch spectra (freqs, S_yx, S_xx, S_yy) of a validated, equal-length pair (scipy)."""
+    kw = dict(fs=fs, window="hann", nperseg=nperseg, noverlap=nperseg // 2, detrend=False, axis=-1)
+    shape = np.broadcast_shapes(x.shape, y.shape)
+    xb, yb = np.broadcast_to(x, shape), np.broadcast_to(y, shape)
+    freqs, s_yx = signal.csd(xb, yb, **kw)  # scipy: conj(X) Y, i.e. S_yx = H S_xx for y = h * x
+    _, s_xx = signal.welch(xb, **kw)
+    _, s_yy = signal.welch(yb, **kw)
+    return freqs, _pool(s_yx), _pool(s_xx), _pool(s_yy)
+
+
+def _fast_pooled_spectra(x, y, *, fs, nperseg):
+    """`_pooled_spectra` to rounding, with one STFT per signal instead of four (for the delay search).
 
     The values of `scipy.signal.csd` and `scipy.signal.welch` (Hann, 50 % overlap, no detrending,
-    density scaling, mean over segments), with one STFT per signal instead of four.
+    density scaling, mean over segments). The relative response keeps scipy's own route: the fit
+    downstream is sensitive to the last bits of its target.
     """
     shape = np.broadcast_shapes(x.shape, y.shape)
     window = signal.windows.hann(nperseg, sym=False)

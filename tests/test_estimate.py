@@ -398,8 +398,8 @@ def test_estimate_validates(noise):
 
 @pytest.mark.parametrize("x_shape, y_shape, nperseg", [((4000,), (4000,), 256), ((4000,), (2, 4000), 255),
                                                         ((2, 3001), (2, 3001), 512)])
-def test_pooled_spectra_equal_scipy_welch_and_csd(rng, x_shape, y_shape, nperseg):
-    from apfdsp.estimate import _pooled_spectra
+def test_fast_pooled_spectra_equal_scipy_welch_and_csd(rng, x_shape, y_shape, nperseg):
+    from apfdsp.estimate import _fast_pooled_spectra
 
     x, y = rng.standard_normal(x_shape), rng.standard_normal(y_shape)
     kw = dict(fs=FS, window="hann", nperseg=nperseg, noverlap=nperseg // 2, detrend=False, axis=-1)
@@ -407,7 +407,7 @@ def test_pooled_spectra_equal_scipy_welch_and_csd(rng, x_shape, y_shape, nperseg
     xb, yb = np.broadcast_to(x, shape), np.broadcast_to(y, shape)
     expected = (signal.csd(xb, yb, **kw)[0], signal.csd(xb, yb, **kw)[1], signal.welch(xb, **kw)[1],
                 signal.welch(yb, **kw)[1])
-    got = _pooled_spectra(x, y, fs=FS, nperseg=nperseg)
+    got = _fast_pooled_spectra(x, y, fs=FS, nperseg=nperseg)
     np.testing.assert_allclose(got[0], expected[0])
     for g, e in zip(got[1:], expected[1:]):
         e = e.reshape(-1, e.shape[-1]).sum(axis=0)
