@@ -38,8 +38,9 @@ __all__ = [
 MIN_NPERSEG = 64
 #: Number of Welch segments (50 % overlap) the default segment length aims for at least.
 MIN_SEGMENTS = 8
-#: Regularisation of the coherence weight gamma^2 / (1 - gamma^2 + COHERENCE_DELTA) of the delay search.
-COHERENCE_DELTA = 0.01
+#: Regularisation of the coherence weight gamma^2 / (1 - gamma^2 + COHERENCE_DELTA) of the delay search
+#: (caps the weight of a perfectly coherent bin at 1000 times that of a half-coherent one).
+COHERENCE_DELTA = 0.001
 #: Bins whose dry or wet power spectral density lies this many dB below its own maximum carry no usable
 #: signal and get no weight in the delay search.
 ENERGY_FLOOR_DB = 80.0
@@ -359,7 +360,7 @@ def gcc_phat(x, y, *, fs, max_delay_s=0.1):
 
     * *pass 1* (no lag known yet): :math:`\psi_k = 1` (PHAT over the bins that carry energy), and
       :math:`k_0 = \arg\max_{|k| \le L} |r[k]|`;
-    * *pass 2*: the maximum-likelihood weights :math:`\psi = \hat\gamma^2 / (1 - \hat\gamma^2 + 0.01)`,
+    * *pass 2*: the maximum-likelihood weights :math:`\psi = \hat\gamma^2 / (1 - \hat\gamma^2 + 0.001)`,
       :math:`\hat\gamma^2` the Welch magnitude-squared coherence of :math:`x[n]` and
       :math:`y[n + k_0]`, so that bins where the wet is not a linear function of the dry (stop bands,
       noise floors, distortion products, diffuse reverberation) do not pull the peak.
