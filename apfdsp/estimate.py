@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy import ndimage
 from scipy import signal
 
 from ._validate import valid_audio, valid_fs, valid_int, valid_range
@@ -371,8 +370,11 @@ def gcc_phat(x, y, *, fs, max_delay_s=0.1):
     :math:`d`, :math:`r(\tau)` peaks exactly at :math:`\tau = d`, whereas parabolic interpolation alone
     is biased by up to about 0.12 sample). *Precedence*: the delay is the earliest peak within
     ``PRECEDENCE_DB`` = 6 dB of the strongest, at least ``PRECEDENCE_MIN_GAP_S`` = 1 ms and at most
-    ``PRECEDENCE_WINDOW_S`` = 30 ms before it (in a room, the direct path arrives first but its reflections can add up to a stronger peak);
-    `gcc_peaks` says which rule chose and lists the competitors. The peak is reported as
+    ``PRECEDENCE_WINDOW_S`` = 30 ms before it (in a room, the direct path arrives first but its
+    reflections can add up to a stronger peak); `gcc_peaks` says which rule chose and lists the
+    competitors. The rule assumes that the wet is the more reverberant signal (the distant microphone,
+    the effect's output); with the reverberant signal as `x`, reflections precede the direct path in
+    the correlation. The peak is reported as
     :math:`r(\tau) / \sum_k c_k |W_k|`.
 
     References
