@@ -73,7 +73,8 @@ class AlignResult:
         little material, wet clipped); empty when nothing is amiss.
     delay_choice : str
         How the bulk delay was chosen among the correlation peaks (``"strongest"``, or
-        ``"earliest within 6 dB"``: the direct path before stronger reflections).
+        ``"earliest within 6 dB"`` / ``"latest within 6 dB"``: the direct path, the shortest, rather than
+        stronger reflections).
     delay_candidates : tuple of (float, float)
         The competing correlation peaks ``(delay_samples, peak)``.
     """

@@ -46,8 +46,9 @@ ENERGY_FLOOR_DB = 80.0
 #: Length (seconds) of the Hann fades at both ends of each signal before the delay search: without them
 #: the two recordings' common start and end (steps at the same instants) correlate at lag 0.
 EDGE_FADE_S = 0.02
-#: Precedence rule: among the correlation peaks within this many dB of the strongest, the earliest is the
-#: delay (a direct path is often weaker than its sum of reflections, never later).
+#: Precedence rule: among the correlation peaks within this many dB of the strongest, the one of the
+#: shortest delay is the direct path (often weaker than its sum of reflections, never later): the
+#: earliest when the wet lags, the latest when it leads (then the dry is the distant microphone).
 PRECEDENCE_DB = 6.0
 #: ... looking back at most this far (seconds) before the strongest peak (the reach of strong reflections).
 PRECEDENCE_WINDOW_S = 0.03
@@ -162,8 +163,9 @@ class DelayPeaks:
     peak : float
         Normalised weighted correlation at `delay_samples`, in [-1, 1]; its sign is the polarity.
     choice : str
-        ``"strongest"`` when the strongest peak was also the earliest of those within
-        ``PRECEDENCE_DB`` of it, else ``"earliest within 6 dB"`` (the direct path before its reflections).
+        ``"strongest"`` when the strongest peak was also the direct path, else ``"earliest within 6 dB"``
+        (the wet lags: the direct path before its reflections) or ``"latest within 6 dB"`` (the wet leads:
+        the dry is the reverberant one, whose reflections show at more negative lags).
     candidates : tuple of (float, float)
         ``(delay_samples, peak)`` of the peaks within ``PRECEDENCE_DB`` of the strongest (the chosen one
         included), by increasing delay.
@@ -208,8 +210,8 @@ def gcc_peaks(x, y, *, fs, max_delay_s=0.1, nperseg=None):
     Returns
     -------
     DelayPeaks
-        The chosen delay and peak, ``choice`` (``"strongest"`` or ``"earliest within 6 dB"``) and the
-        competing peaks.
+        The chosen delay and peak, ``choice`` (``"strongest"``, ``"earliest within 6 dB"`` or
+        ``"latest within 6 dB"``) and the competing peaks.
 
     Raises
     ------
@@ -259,16 +261,18 @@ def gcc_peaks(x, y, *, fs, max_delay_s=0.1, nperseg=None):
 
 
 def _precedence(peaks, fs):
-    """Choose among refined peaks (strongest first): the earliest within PRECEDENCE_DB of the strongest."""
-    strongest = max(abs(p) for _, p in peaks)
-    level = strongest * 10.0 ** (-PRECEDENCE_DB / 20.0)
+    """Choose among refined peaks: the one nearest zero lag within PRECEDENCE_DB of the strongest, on its zero side."""
     first = max(peaks, key=lambda dp: abs(dp[1]))
-    rivals = sorted((dp for dp in peaks if abs(dp[1]) >= level
-                     and first[0] - PRECEDENCE_WINDOW_S * fs <= dp[0] <= first[0] - PRECEDENCE_MIN_GAP_S * fs),
-                    key=lambda dp: dp[0])
-    chosen = rivals[0] if rivals else first
+    level = abs(first[1]) * 10.0 ** (-PRECEDENCE_DB / 20.0)
     competing = tuple(sorted((dp for dp in peaks if abs(dp[1]) >= level), key=lambda dp: dp[0]))
-    choice = "strongest" if chosen is first else f"earliest within {PRECEDENCE_DB:g} dB"
+    # the direct path is the shortest: before the strongest peak when the wet lags, after it when it leads
+    rivals = [dp for dp in competing if abs(dp[0]) < abs(first[0])
+              and PRECEDENCE_MIN_GAP_S * fs <= abs(dp[0] - first[0]) <= PRECEDENCE_WINDOW_S * fs]
+    chosen = min(rivals, key=lambda dp: abs(dp[0])) if rivals else first
+    if chosen is first:
+        choice = "strongest"
+    else:
+        choice = f"{'earliest' if chosen[0] < first[0] else 'latest'} within {PRECEDENCE_DB:g} dB"
     return DelayPeaks(delay_samples=float(chosen[0]), peak=float(chosen[1]), choice=choice, candidates=competing)
 
 
@@ -368,13 +372,14 @@ def gcc_phat(x, y, *, fs, max_delay_s=0.1):
     Newton steps on :math:`\mathrm{sign}(r[k])\, r(\tau)` with :math:`r'` and :math:`r''` in closed form,
     started from the parabola through the three samples around each (for a pure fractional delay
     :math:`d`, :math:`r(\tau)` peaks exactly at :math:`\tau = d`, whereas parabolic interpolation alone
-    is biased by up to about 0.12 sample). *Precedence*: the delay is the earliest peak within
-    ``PRECEDENCE_DB`` = 6 dB of the strongest, at least ``PRECEDENCE_MIN_GAP_S`` = 1 ms and at most
-    ``PRECEDENCE_WINDOW_S`` = 30 ms before it (in a room, the direct path arrives first but its
-    reflections can add up to a stronger peak); `gcc_peaks` says which rule chose and lists the
-    competitors. The rule assumes that the wet is the more reverberant signal (the distant microphone,
-    the effect's output); with the reverberant signal as `x`, reflections precede the direct path in
-    the correlation. The peak is reported as
+    is biased by up to about 0.12 sample). *Precedence*: among the peaks within ``PRECEDENCE_DB`` = 6 dB
+    of the strongest, at least ``PRECEDENCE_MIN_GAP_S`` = 1 ms and at most ``PRECEDENCE_WINDOW_S`` =
+    30 ms from it and nearer to zero lag, the one nearest to zero lag is the delay (else the strongest).
+    In a room the direct path is the shortest, but reflections can add up to a stronger peak: when the
+    wet is the distant microphone (it lags) they come after the direct path, so the rule picks the
+    earliest; when the dry is (the wet leads), the dry's reflections show at more negative lags and the
+    rule picks the latest. `gcc_peaks` says which rule chose and lists the competitors. The peak is
+    reported as
     :math:`r(\tau) / \sum_k c_k |W_k|`.
 
     References
@@ -704,7 +709,7 @@ class Estimate:
     weights : ndarray, shape (k,)
         Phase-fitting weights from `fit_weights`.
     delay_choice : str
-        How `gcc_peaks` chose the delay: ``"strongest"`` or ``"earliest within 6 dB"``.
+        How `gcc_peaks` chose the delay: ``"strongest"``, ``"earliest within 6 dB"`` or ``"latest within 6 dB"``.
     delay_candidates : tuple of (float, float)
         The competing correlation peaks ``(delay_samples, peak)`` (see `DelayPeaks`).
     """

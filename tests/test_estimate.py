@@ -212,6 +212,15 @@ def test_gcc_precedence_prefers_the_direct_path(noise, gain_db):
     assert lags == sorted(lags) and 40 in lags and 160 in lags
 
 
+@pytest.mark.parametrize("gain_db", [0.0, 3.5])
+def test_gcc_precedence_when_the_wet_leads(noise, gain_db):
+    # the reverberant signal as the dry: the direct path is the latest of the competing peaks
+    x = _echo(noise, [(200, 1.0), (320, 10 ** (gain_db / 20))])
+    found = gcc_peaks(x, noise[: x.size], fs=FS)
+    assert abs(found.delay_samples + 200) < 0.05
+    assert found.choice == ("strongest" if gain_db <= 0 else f"latest within {PRECEDENCE_DB:g} dB")
+
+
 def test_gcc_precedence_threshold(noise):
     # a reflection more than PRECEDENCE_DB stronger wins: the threshold is a real boundary
     y = _echo(noise, [(40, 1.0), (160, 10 ** ((PRECEDENCE_DB + 3.0) / 20))])
