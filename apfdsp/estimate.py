@@ -641,7 +641,7 @@ def fit_weights(freqs, H, coherence, x_psd, *, fs=None):
 
     set to zero for :math:`f = 0` and :math:`f > 0.95 f_s / 2`. The cross-spectrum magnitude favours the
     frequencies where both signals have energy, the coherence those where the relation is linear
-    (DESIGN.md section 5).
+    (docs/maths.md, section 6).
 
     Examples
     --------

@@ -263,7 +263,7 @@ def _warped_polys(den, warp):
         beta = (den[0] + a) / (1.0 + den[0] * a)  # (b + a) / (1 + b a)
         return np.array([beta, 1.0]), np.array([1.0, beta])
     d, c = den
-    # Multiplied-out warped section (DESIGN.md section 2; [1]_, Eq. 3).
+    # Multiplied-out warped section (docs/maths.md, section 2.2; [1]_, Eq. 3).
     num = np.array([c + a * d + a * a, 2 * a * c + d * (1 + a * a) + 2 * a, c * a * a + a * d + 1.0])
     den_z = np.array([1.0 + a * d + c * a * a, 2 * a + d * (1 + a * a) + 2 * a * c, a * a + a * d + c])
     return num / den_z[0], den_z / den_z[0]

@@ -1,6 +1,6 @@
 """Alignment quality on real effects rendered with pedalboard (the README's effect table).
 
-    python benchmarks/align_effects.py            # prints a Markdown table, 5 s clips at 48 kHz
+    python benchmarks/align_effects.py            # 5 s clips at 48 kHz: benchmarks/results/align_effects.json
 
 For each effect and test signal: the phase-only null (dB, levels matched in every band) of dry vs wet
 as given, after delay + polarity alignment only, and after `apfdsp.align`; the broadband null (what a
@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+import results_file
 from apfdsp.align import align
 from apfdsp.demo import demo_dry
 from apfdsp.metrics import null_depth_db
@@ -78,7 +79,7 @@ def run(duration_s=5.0, seed=0):
             start = time.perf_counter()
             result = align(dry, wet, fs=FS, seed=seed, causal=CAUSAL)
             seconds = time.perf_counter() - start
-            floor, lti = perfect_phase(board, dry) if linear else (np.nan, np.nan)
+            floor, lti = perfect_phase(board, dry) if linear else (None, None)
             rows.append({
                 "effect": effect_name, "signal": signal_name, "linear": linear,
                 "before": result.before["null_db"], "delay_polarity": result.delay_polarity["null_db"],
@@ -92,14 +93,16 @@ def run(duration_s=5.0, seed=0):
     return rows
 
 
-def table(rows):
+def table(results):
+    """The README's Markdown table of an align_effects results dict (NaN floors are stored as null)."""
+    rows = results["rows"]
     lines = ["| effect | signal | phase-only null before (dB) | delay+polarity (dB) | apfdsp (dB) "
              "| perfect-phase floor (dB) | broadband null before -> delay+polarity -> apfdsp (dB) "
              "| LTI residual (dB) | method | anticausal sections | s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in rows:
-        floor = "" if np.isnan(r["floor"]) else f"{r['floor']:.1f}"
-        lti = "" if np.isnan(r["lti_residual"]) else f"{r['lti_residual']:.0f}"
+        floor = "" if r["floor"] is None else f"{r['floor']:.1f}"
+        lti = "" if r["lti_residual"] is None else f"{r['lti_residual']:.0f}"
         lines.append(f"| {r['effect']} | {r['signal']} | {r['before']:.1f} | {r['delay_polarity']:.1f} | "
                      f"{r['apfdsp']:.1f} | {floor} | {r['bb_before']:.1f} -> {r['bb_delay_polarity']:.1f} -> "
                      f"{r['bb_after']:.1f} | {lti} | {r['method']} | {r['anticausal']} | {r['seconds']:.2f} |")
@@ -113,4 +116,13 @@ if __name__ == "__main__":
     parser.add_argument("--causal", action="store_true", help="align(..., causal=True)")
     args = parser.parse_args()
     CAUSAL = args.causal
-    print(table(run(args.duration, args.seed)))
+    load_before = results_file.start()
+    t0 = time.perf_counter()
+    rows = run(args.duration, args.seed)
+    results = {"rows": rows}
+    if not args.causal and args.duration == 5.0 and args.seed == 0:  # the README's settings
+        import pedalboard
+
+        results = results_file.save("align_effects", "benchmarks/align_effects.py", rows, load_before=load_before,
+                                    pedalboard=pedalboard.__version__, total_s=round(time.perf_counter() - t0, 1))
+    print(table(results))

@@ -1,4 +1,4 @@
-"""Acceptance tests of `apfdsp.align.align` (DESIGN.md sections 4-5).
+"""Acceptance tests of `apfdsp.align.align` (docs/maths.md, sections 6, 7 and 10).
 
 Three groups, each alignment computed once (module-level caches) and checked by several tests:
 

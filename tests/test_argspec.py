@@ -1,4 +1,4 @@
-"""The command line's defaults equal the Python API's (STYLE.md point 23).
+"""The command line's defaults equal the Python API's.
 
 Every fit option shared by the CLI and `apfdsp.align.align` / `fit_alignment` is parsed from a minimal
 command line and compared with the default in the function's signature, so changing a default in one

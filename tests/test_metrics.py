@@ -190,7 +190,7 @@ def test_weighted_phase_error_wraps_and_weights():
 
 
 def test_weighted_phase_error_relates_to_null_depth(noise):
-    # DESIGN.md: -20 / -30 / -40 dB null ~ 0.2 / 0.06 / 0.02 rad weighted RMS phase error
+    # docs/maths.md section 10.1: -20 / -30 / -40 dB null ~ 0.2 / 0.06 / 0.02 rad weighted RMS phase error
     for theta, null_db in ((0.2, -20), (0.06, -30), (0.02, -40)):
         assert weighted_phase_error(theta, 0.0) == pytest.approx(theta)
         assert null_depth_db(noise, phase_shift(noise, theta), fs=FS) == pytest.approx(null_db, abs=0.5)
