@@ -231,10 +231,11 @@ def _equation_error(basis, response, order, weights, *, n_iter):
     a = np.zeros(order)
     for _ in range(n_iter):
         # Real unknowns: the normal equations are Re(M^H W M) a = Re(M^H W r) (fast, N x N).
-        # (BLAS is single-threaded inside fit_phase: these products are small.)
-        weighted = matrix.conj().T * row_weight2
-        normal = np.real(weighted @ matrix)
-        rhs_normal = np.real(weighted @ rhs)
+        # einsum, whose summation order the designs (and so the effect table) were measured with:
+        # BLAS's matmul rounds differently, and the search picks other starts by a hair.
+        weighted = matrix.conj() * row_weight2[:, None]
+        normal = np.real(np.einsum("fi,fj->ij", weighted, matrix))
+        rhs_normal = np.real(np.einsum("fi,f->i", weighted, rhs))
         # A tiny ridge keeps ill-conditioned systems (clustered poles) solvable; the gradient
         # polish that follows removes the bias it adds.
         ridge = 1e-16 * np.trace(normal) / order
@@ -242,7 +243,7 @@ def _equation_error(basis, response, order, weights, *, n_iter):
             a = np.linalg.solve(normal + ridge * np.eye(order), rhs_normal)
         except np.linalg.LinAlgError:
             a = np.zeros(order)
-        row_weight2 = weights / np.maximum(np.abs(1.0 + e_k @ a), 1e-6) ** 2
+        row_weight2 = weights / np.maximum(np.abs(1.0 + np.einsum("fk,k->f", e_k, a)), 1e-6) ** 2
     return a
 
 
