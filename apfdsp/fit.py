@@ -218,24 +218,25 @@ def equation_error_denominator(w, response, order, weights, *, n_iter=3):
     a : ndarray, shape (order,)
         Coefficients of :math:`A(z) = 1 + a_1 z^{-1} + \dots + a_N z^{-N}`.
     """
-    basis = np.exp(-1j * np.outer(w, np.arange(order + 1)))  # e^{-jkw}, k = 0..N
+    basis = np.exp(-1j * np.outer(np.arange(order + 1), w))  # e^{-jkw}, k = 0..N (rows)
     return _equation_error(basis, response, order, weights, n_iter=n_iter)
 
 
 def _equation_error(basis, response, order, weights, *, n_iter):
-    """`equation_error_denominator` on a precomputed basis ``exp(-j w k)``, k = 0..>=order."""
-    e_k = basis[:, 1 : order + 1]
-    matrix = response[:, None] * e_k - basis[:, order - 1 :: -1][:, :order]
-    rhs = basis[:, order] - response
+    """`equation_error_denominator` on a precomputed basis ``exp(-j w k)``, shape (k = 0..>=order, F)."""
+    e_k = basis[1 : order + 1]
+    matrix = response * e_k - basis[order - 1 :: -1][:order]  # rows: unknowns, columns: frequencies
+    rhs = basis[order] - response
     row_weight2 = weights
     a = np.zeros(order)
     for _ in range(n_iter):
         # Real unknowns: the normal equations are Re(M^H W M) a = Re(M^H W r) (fast, N x N).
-        # einsum, whose summation order the designs (and so the effect table) were measured with:
-        # BLAS's matmul rounds differently, and the search picks other starts by a hair.
-        weighted = matrix.conj() * row_weight2[:, None]
-        normal = np.real(np.einsum("fi,fj->ij", weighted, matrix))
-        rhs_normal = np.real(np.einsum("fi,f->i", weighted, rhs))
+        # einsum over contiguous frequency rows: the summation order the designs (and so the effect
+        # table) were measured with; BLAS's matmul rounds differently and the search then picks other
+        # starts by a hair.
+        weighted = matrix.conj() * row_weight2
+        normal = np.real(np.einsum("if,jf->ij", weighted, matrix))
+        rhs_normal = np.real(np.einsum("if,f->i", weighted, rhs))
         # A tiny ridge keeps ill-conditioned systems (clustered poles) solvable; the gradient
         # polish that follows removes the bias it adds.
         ridge = 1e-16 * np.trace(normal) / order
@@ -243,7 +244,7 @@ def _equation_error(basis, response, order, weights, *, n_iter):
             a = np.linalg.solve(normal + ridge * np.eye(order), rhs_normal)
         except np.linalg.LinAlgError:
             a = np.zeros(order)
-        row_weight2 = weights / np.maximum(np.abs(1.0 + np.einsum("fk,k->f", e_k, a)), 1e-6) ** 2
+        row_weight2 = weights / np.maximum(np.abs(1.0 + np.einsum("kf,k->f", e_k, a)), 1e-6) ** 2
     return a
 
 
@@ -551,7 +552,7 @@ def fit_phase(
         scored = []
         for lam in warps:
             theta = warped_frequency(w, lam)
-            basis = np.exp(-1j * np.outer(theta, np.arange(max_order + 1)))
+            basis = np.exp(-1j * np.outer(np.arange(max_order + 1), theta))  # rows k = 0..max_order
             for order, candidates in delay_candidates.items():
                 if lam != 0.0:  # the warped families try the estimate and the group-delay floor only
                     candidates = candidates[:1] + [c for c in candidates[1:] if c[0] == tau_shift]
