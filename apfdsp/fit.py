@@ -121,7 +121,7 @@ class _Layout:
         signs = self.signs()
         if self.n2:
             t2 = t[: self.n2]
-            den2 = second_order_denominator(r.pole_radius(t2[:, 0]), r.fc_hz(t2[:, 1], fs=self.fs), fs=self.fs)
+            den2 = second_order_denominator(r.pole_radius(t2[:, 0], fs=self.fs), r.fc_hz(t2[:, 1], fs=self.fs), fs=self.fs)
             warp = r.warp(t2[:, 2]) if self.structure != "traditional" else 0.0
             stretch = self.stretch if self.structure == "stretched" else 1
             phases = allpass_phase(w, den2, warp, stretch)
@@ -130,7 +130,7 @@ class _Layout:
             total = total + anp.sum(phases, axis=0)
         coefs = []
         if self.n1:
-            coefs.append(r.coef(t[self.n2 : self.n2 + self.n1, 0]))
+            coefs.append(r.coef(t[self.n2 : self.n2 + self.n1, 0], fs=self.fs))
         if self.delay_shift is not None:
             coefs.append(anp.reshape(thiran_coef(1.0 + 0.5 * t[-1, 0]), (1,)))
         if coefs:
@@ -151,10 +151,10 @@ class _Layout:
         for row, anticausal in zip(t[: self.n2], flags):
             warp = float(r.warp(row[2])) if self.structure != "traditional" else 0.0
             stretch = self.stretch if self.structure == "stretched" else 1
-            cells.append(Allpass2(float(r.pole_radius(row[0])), float(r.fc_hz(row[1], fs=self.fs)), warp, stretch,
+            cells.append(Allpass2(float(r.pole_radius(row[0], fs=self.fs)), float(r.fc_hz(row[1], fs=self.fs)), warp, stretch,
                                   anticausal))
         for row, anticausal in zip(t[self.n2 : self.n2 + self.n1], flags[self.n2 :]):
-            cells.append(Allpass1(float(r.coef(row[0])), anticausal=anticausal))
+            cells.append(Allpass1(float(r.coef(row[0], fs=self.fs)), anticausal=anticausal))
         if self.delay_shift is not None:
             samples = self.delay_shift + 1.0 + 0.5 * float(t[-1, 0])
             if abs(samples - round(samples)) < 1e-6:  # an integer delay is an exact shift
@@ -173,9 +173,9 @@ class _Layout:
         r = self.ranges
         t = np.zeros((self.n_units, N_OUTPUTS))
         for i, (radius, fc, warp) in enumerate(sections2):
-            t[i] = [r.pole_radius_inv(radius), r.fc_hz_inv(fc, fs=self.fs), r.warp_inv(warp)]
+            t[i] = [r.pole_radius_inv(radius, fs=self.fs), r.fc_hz_inv(fc, fs=self.fs), r.warp_inv(warp)]
         for i, coef in enumerate(coefs1):
-            t[self.n2 + i, 0] = r.coef_inv(coef)
+            t[self.n2 + i, 0] = r.coef_inv(coef, fs=self.fs)
         if self.delay_shift is not None:
             t[-1, 0] = np.clip(2.0 * (frac_delay - 1.0), -0.999, 0.999)
         return t
@@ -260,7 +260,7 @@ def _sections_from_poles(poles, *, fs, r_max):
     outside = np.abs(poles) >= 1
     poles = poles.copy()
     poles[outside] = 1.0 / np.conj(poles[outside])
-    radius = np.minimum(np.abs(poles), r_max * 0.999)
+    radius = np.minimum(np.abs(poles), r_max**2)  # at most half the longest decay
     angle = np.angle(poles)
     pair = poles.imag > 1e-9
     real = np.abs(poles.imag) <= 1e-9
@@ -286,7 +286,7 @@ def _group_delay_peaks(w, target_phase, weights, n_sections, *, fs, r_max):
     order = np.argsort(props["prominences"])[::-1][:n_sections]
     sections = []
     for i in peaks[order]:
-        radius = np.clip((tau[i] - 1.0) / (tau[i] + 1.0), 0.1, r_max * 0.99)
+        radius = np.clip((tau[i] - 1.0) / (tau[i] + 1.0), 0.1, r_max**10)
         sections.append((radius, w[i] * fs / (2 * np.pi), 0.0))
     return sections
 
@@ -561,7 +561,7 @@ def fit_phase(
                     for pol in polarities:
                         a = _equation_error(basis, pol * residual, order, weights, n_iter=2)
                         sections2, coefs1, outside = _sections_from_poles(
-                            np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.r_max)
+                            np.roots(np.r_[1.0, a]), fs=fs, r_max=ranges.radius_limit(fs))
                         usable = [fc > ranges.fc_min_hz for _, fc, _ in sections2] + [True] * len(coefs1)
                         sections2 = [(r, fc, lam) for r, fc, _ in sections2 if fc > ranges.fc_min_hz]
                         coefs1 = [(c + lam) / (1.0 + c * lam) for c in coefs1]  # warped 1st order -> plain
@@ -579,7 +579,7 @@ def fit_phase(
         scored.sort(key=lambda item: max(item[0], _LOSS_RESOLUTION) * (1.0 + 0.05 * item[1]) + 1e-13 * item[1])
         for value, order, pol, layout, t in scored[:n_keep]:
             starts.append(("equation-error", layout, t))
-    peaks = _group_delay_peaks(w, target_phase, weights, n_sections, fs=fs, r_max=ranges.r_max)
+    peaks = _group_delay_peaks(w, target_phase, weights, n_sections, fs=fs, r_max=ranges.radius_limit(fs))
     if peaks:
         layout = base.replace(n2=len(peaks))
         starts.append(("group-delay", layout, layout.t_from(peaks, [], frac or 1.0)))
@@ -708,8 +708,8 @@ def _near_delay(layout, t, index, tolerance=0.05):
     r = layout.ranges
     if index < layout.n2:
         plain = layout.structure == "traditional" or abs(float(r.warp(t[index, 2]))) < tolerance
-        return layout.structure != "stretched" and plain and float(r.pole_radius(t[index, 0])) < tolerance
-    return abs(float(r.coef(t[index, 0]))) < tolerance
+        return layout.structure != "stretched" and plain and float(r.pole_radius(t[index, 0], fs=layout.fs)) < tolerance
+    return abs(float(r.coef(t[index, 0], fs=layout.fs))) < tolerance
 
 
 def _prune(problem, layout, t, value, *, rng, max_iter):

@@ -126,7 +126,7 @@ def _warped_radius_bound(radius, warp):
     return float(np.sqrt(max(1.0 - gap, 0.0)))
 
 
-def warmup_bound(*, structure="warped", ranges=DEFAULT_RANGES, stretch=5, decay_db=_DECAY_DB):
+def warmup_bound(*, structure="warped", ranges=DEFAULT_RANGES, stretch=5, decay_db=_DECAY_DB, fs=None):
     r"""Warm-up that covers every filter the parameter ranges allow (from the pole radius limits).
 
     Parameters
@@ -134,11 +134,13 @@ def warmup_bound(*, structure="warped", ranges=DEFAULT_RANGES, stretch=5, decay_
     structure : {"warped", "traditional", "stretched"}
         Second-order section type.
     ranges : ParamRanges
-        Parameter ranges; ``r_max``, ``warp_max`` and ``coef_max`` matter.
+        Parameter ranges; their radius and coefficient limits at `fs` and ``warp_max`` matter.
     stretch : int
         K of the stretched structure.
     decay_db : float
         Decay in dB, default 60.
+    fs : float, optional
+        Sample rate in Hz; needed unless the ranges fix ``r_max`` and ``coef_max`` per sample.
 
     Returns
     -------
@@ -150,26 +152,28 @@ def warmup_bound(*, structure="warped", ranges=DEFAULT_RANGES, stretch=5, decay_
     A warped section maps its pole p (in the warped delay v, :math:`|p| \le R_{max}`) to
     :math:`z = (p - a)/(1 - a p)` with :math:`1 - |z|^2 = (1 - a^2)(1 - |p|^2)/|1 - ap|^2`, so its largest
     z-plane radius is :math:`\sqrt{1 - (1 - a^2)(1 - R^2)/(1 + |a| R)^2}` at :math:`|a| = a_{max}`. With the
-    default ranges (R 0.999, a 0.95) that is 0.99997: 269 000 samples, far more than what fitted filters
+    default ranges at 48 kHz (R 0.99904, a 0.95) that is 0.99997: 280 000 samples, far more than what fitted filters
     need, which is why `fit_audio` recomputes the warm-up from the current filter by default. First-order
     sections are bounded by ``coef_max``, the Thiran section by 1/3; stretched sections take K times
     longer.
 
     Examples
     --------
-    >>> warmup_bound(structure="traditional")
-    6905
+    >>> warmup_bound(structure="traditional", fs=48000)
+    7200
     """
     if structure not in STRUCTURES:
         raise ParameterError(f"structure must be one of {STRUCTURES}, got {structure!r}")
     if not isinstance(ranges, ParamRanges):
         raise TypeError(f"ranges must be a ParamRanges, got {type(ranges).__name__}")
-    radius = ranges.r_max
+    if fs is None and (ranges.r_max is None or ranges.coef_max is None):
+        raise ParameterError("the ranges' limits depend on the sample rate: pass fs")
+    radius = ranges.radius_limit(fs)
     if structure != "traditional":
         radius = _warped_radius_bound(radius, ranges.warp_max)
     k = stretch if structure == "stretched" else 1
     return max(warmup_samples(radius, stretch=k, decay_db=decay_db),
-               warmup_samples(ranges.coef_max, decay_db=decay_db))
+               warmup_samples(ranges.coef_limit(fs), decay_db=decay_db))
 
 
 def _max_radius(sos):
@@ -206,7 +210,7 @@ class _Filter:
         rows2 = rows1 = None
         if lay.n2:
             t2 = t[: lay.n2]
-            den = second_order_denominator(r.pole_radius(t2[:, 0]), r.fc_hz(t2[:, 1], fs=lay.fs), fs=lay.fs)
+            den = second_order_denominator(r.pole_radius(t2[:, 0], fs=lay.fs), r.fc_hz(t2[:, 1], fs=lay.fs), fs=lay.fs)
             d, c = den[:, 0], den[:, 1]
             if lay.structure == "traditional":
                 p1, p2 = d, c
@@ -219,7 +223,7 @@ class _Filter:
             rows2 = anp.stack([p2, p1, ones, ones, p1, p2], axis=1)
         coefs = []
         if lay.n1:
-            coefs.append(r.coef(t[lay.n2 : lay.n2 + lay.n1, 0]))
+            coefs.append(r.coef(t[lay.n2 : lay.n2 + lay.n1, 0], fs=lay.fs))
         if lay.delay_shift is not None:
             coefs.append(anp.reshape(thiran_coef(1.0 + 0.5 * t[-1, 0]), (1,)))
         if coefs:
@@ -405,20 +409,20 @@ def _layout_from_cascade(cascade, *, structure, stretch, ranges, fs, anticausal=
                     + "; pass the matching structure"
                 )
             warp_ok = cell.warp == 0.0 or abs(cell.warp) < ranges.warp_max
-            if not (cell.pole_radius < ranges.r_max and fc_lo <= cell.fc_hz <= fc_hi and warp_ok):
+            if not (cell.pole_radius < ranges.radius_limit(fs) and fc_lo <= cell.fc_hz <= fc_hi and warp_ok):
                 raise ParameterError(
-                    f"init cascade cell {cell} lies outside the parameter ranges {ranges}; "
-                    "pass wider ranges=ParamRanges(...)"
+                    f"init cascade cell {cell} lies outside the parameter ranges {ranges} (pole radius "
+                    f"below {ranges.radius_limit(fs):.6g} at {fs:g} Hz); pass wider ranges=ParamRanges(...)"
                 )
             sections2.append((cell.pole_radius, cell.fc_hz, cell.warp))
         elif isinstance(cell, Allpass1):
             if cell.stretch != 1:
                 raise NotImplementedError("stretched first-order sections cannot be trained by fit_audio")
             coef = (cell.coef + cell.warp) / (1.0 + cell.coef * cell.warp)  # warping only re-parameterises
-            if not abs(coef) < ranges.coef_max:
+            if not abs(coef) < ranges.coef_limit(fs):
                 raise ParameterError(
                     f"init cascade cell {cell} (coefficient {coef:.6g}) lies outside coef_max="
-                    f"{ranges.coef_max}; pass wider ranges=ParamRanges(coef_max=...)"
+                    f"{ranges.coef_limit(fs):.6g} at {fs:g} Hz; pass wider ranges=ParamRanges(max_decay_s=...)"
                 )
             coefs1.append(coef)
             flags1.append(bool(cell.anticausal))
@@ -741,11 +745,11 @@ def _sections_from_v_poles(v_poles, warp, *, structure, ranges, fs):
     sections2 = []
     for q in v_poles[v_poles.imag > 1e-9]:
         section_warp = warp
-        if warp == 0.0 and structure == "warped" and abs(q) >= ranges.r_max:
+        if warp == 0.0 and structure == "warped" and abs(q) >= ranges.radius_limit(fs):
             grid = np.linspace(-1.0, 1.0, 401) * 0.999 * ranges.warp_max
             section_warp = float(grid[np.argmin(np.abs((q + grid) / (1.0 + grid * q)))])
             q = (q + section_warp) / (1.0 + section_warp * q)
-        radius = min(abs(q), ranges.r_max)  # `_Layout.t_from` keeps it inside the open range
+        radius = min(abs(q), ranges.radius_limit(fs))  # `_Layout.t_from` keeps it inside the open range
         sections2.append((radius, abs(np.angle(q)) * fs / (2 * np.pi), section_warp))
     reals = v_poles[np.abs(v_poles.imag) <= 1e-9]
     coefs1 = list(-_z_poles(reals, warp).real)
@@ -796,7 +800,8 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
     max_order = min(2 * n_sections + n_first_order + 1, _EQ_MAX_ORDER)
     # Largest pole radius of an unwarped design the structure realises (warped sections reach closer to
     # |z| = 1); a warped design's roots are section poles, bounded by r_max.
-    plain_radius = ranges.r_max if structure == "traditional" else _warped_radius_bound(ranges.r_max, ranges.warp_max)
+    r_max = ranges.radius_limit(fs)
+    plain_radius = r_max if structure == "traditional" else _warped_radius_bound(r_max, ranges.warp_max)
     d_lo = est.integer_delay - 2 * max_order - 2
     if est.integer_delay >= 0:
         d_lo = max(d_lo, 0)  # causal when GCC-PHAT is
@@ -809,7 +814,7 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
     blocks = pair.blocks(max_order, x_lags)
 
     def v_poles(a, warp):
-        return _stable_poles(a, plain_radius if warp == 0.0 else ranges.r_max)
+        return _stable_poles(a, plain_radius if warp == 0.0 else r_max)
 
     def outside(a):
         return np.abs(np.roots(np.r_[1.0, a])) > 1.0  # in the order of `v_poles`
@@ -1325,7 +1330,7 @@ def fit_audio(
             "or smaller loss_options"
         )
     filt = _Filter(layout)
-    bound = warmup_bound(structure=structure, ranges=ranges, stretch=stretch)
+    bound = warmup_bound(structure=structure, ranges=ranges, stretch=stretch, fs=fs)
 
     def warmup_for(t):
         if warmup == "auto":

@@ -4,6 +4,11 @@ Every parameterisation (the sinusoidal MLP, the direct one, the command line, th
 normalised value ``t`` in (-1, 1) to a physical parameter through `ParamRanges`, so every filter it
 produces is stable by construction: ``0 <= pole_radius < r_max < 1``, ``|warp| < warp_max < 1`` and
 ``|coef| < coef_max < 1``.
+
+The limits that depend on the sample rate are set in seconds and Hz: the slowest pole may take
+`ParamRanges.max_decay_s` seconds to decay by 60 dB, whatever the rate, so a model means the same at
+44.1 kHz and at 192 kHz (a limit fixed in samples would allow a 21 ms decay at 48 kHz but only 5 ms at
+192 kHz). `ParamRanges.radius_limit` and `ParamRanges.coef_limit` turn it into per-sample limits.
 """
 
 from dataclasses import asdict, dataclass
@@ -14,7 +19,40 @@ import numpy as np
 from ._validate import valid_fs, valid_range
 from .exceptions import ParameterError
 
-__all__ = ["ParamRanges", "DEFAULT_RANGES"]
+__all__ = ["ParamRanges", "DEFAULT_RANGES", "DECAY_DB", "radius_for_decay", "decay_for_radius"]
+
+#: The decay (dB) that `ParamRanges.max_decay_s` measures: the 60 dB decay time (T60) of a pole.
+DECAY_DB = 60.0
+_LN_DECAY = DECAY_DB / 20.0 * np.log(10.0)  # ln(10^(60/20)): e-folds of a 60 dB decay
+
+
+def radius_for_decay(decay_s, *, fs):
+    r"""Pole radius whose free response decays by 60 dB in `decay_s` seconds at sample rate `fs`.
+
+    :math:`r = 10^{-3 / (f_s T)}`, the radius of a pole with :math:`r^{f_s T} = 10^{-60/20}`.
+
+    Examples
+    --------
+    >>> round(radius_for_decay(0.15, fs=48000), 6), round(radius_for_decay(0.15, fs=192000), 6)
+    (0.999041, 0.99976)
+    """
+    fs = valid_fs(fs)
+    decay_s = valid_range(decay_s, "decay_s", 0.0, np.inf, lo_open=True, hi_open=True)
+    return float(np.exp(-_LN_DECAY / (fs * decay_s)))
+
+
+def decay_for_radius(radius, *, fs):
+    """Seconds a pole of radius `radius` (in [0, 1)) takes to decay by 60 dB at sample rate `fs`: the
+    inverse of `radius_for_decay` (0 for ``radius = 0``).
+
+    Examples
+    --------
+    >>> round(decay_for_radius(0.999, fs=48000), 4)
+    0.1438
+    """
+    fs = valid_fs(fs)
+    radius = valid_range(radius, "radius", 0.0, 1.0, hi_open=True)
+    return 0.0 if radius == 0.0 else float(-_LN_DECAY / (fs * np.log(radius)))
 
 
 @dataclass(frozen=True)
@@ -23,32 +61,70 @@ class ParamRanges:
 
     Parameters
     ----------
-    r_max : float
-        Largest pole radius of a second-order section, ``0 < r_max < 1``. 0.999 keeps the decay time
-        of the slowest pole below 1000 samples (21 ms at 48 kHz); the original code allowed 0.99999.
+    max_decay_s : float
+        Longest 60 dB decay time (seconds) of a pole: of a second-order section's pole pair (in the
+        section's own delay variable, see Notes) and of a first-order section's pole. Default 0.15 s:
+        pole radius below 0.99904 at 48 kHz, 0.99896 at 44.1 kHz, 0.99976 at 192 kHz (where the
+        paper's Surveyor model needs 0.9995), every filter stable at any rate.
     fc_min_hz, fc_max_hz : float
         Range of pole frequencies in Hz, mapped on a log scale. ``fc_max_hz=None`` means 0.499 fs.
     warp_max : float
-        Largest magnitude of the warping coefficient ``a`` (``|a| < 1``).
-    coef_max : float
-        Largest magnitude of a first-order section coefficient ``b`` (``|b| < 1``).
+        Largest magnitude of the warping coefficient ``a`` (``|a| < 1``). It is a map of the frequency
+        axis, not a time: any ``|a| < 1`` keeps a section stable, at any rate.
+    r_max : float, optional
+        A fixed limit of the pole radius per sample, ``0 < r_max < 1``, instead of the one that
+        `max_decay_s` gives at the sample rate (None, the default).
+    coef_max : float, optional
+        A fixed limit of the magnitude of a first-order coefficient ``b`` (``|b| < 1``), instead of the
+        one from `max_decay_s` (None, the default).
+
+    Notes
+    -----
+    A warped section's radius R is that of its poles in the warped delay
+    :math:`v^{-1} = (z^{-1} + a)/(1 + a z^{-1})`; its poles in z lie at most at
+    :math:`\\sqrt{1 - (1 - a^2)(1 - R^2)/(1 + |a| R)^2}` (`apfdsp.fit_audio.warmup_bound`), still inside
+    the unit circle. The original training code allowed R up to 0.99999 at 192 kHz.
+
+    Examples
+    --------
+    >>> ranges = ParamRanges()
+    >>> round(ranges.radius_limit(48000), 5), round(ranges.radius_limit(192000), 5)
+    (0.99904, 0.99976)
+    >>> ParamRanges(r_max=0.99).radius_limit(192000)
+    0.99
     """
 
-    r_max: float = 0.999
+    max_decay_s: float = 0.15
     fc_min_hz: float = 5.0
     fc_max_hz: float = None
     warp_max: float = 0.95
-    coef_max: float = 0.999
+    r_max: float = None
+    coef_max: float = None
 
     def __post_init__(self):
-        valid_range(self.r_max, "r_max", 0.0, 1.0, lo_open=True, hi_open=True)
+        valid_range(self.max_decay_s, "max_decay_s", 0.0, np.inf, lo_open=True, hi_open=True)
+        if self.r_max is not None:
+            valid_range(self.r_max, "r_max", 0.0, 1.0, lo_open=True, hi_open=True)
         valid_range(self.warp_max, "warp_max", 0.0, 1.0, hi_open=True)
-        valid_range(self.coef_max, "coef_max", 0.0, 1.0, lo_open=True, hi_open=True)
+        if self.coef_max is not None:
+            valid_range(self.coef_max, "coef_max", 0.0, 1.0, lo_open=True, hi_open=True)
         valid_range(self.fc_min_hz, "fc_min_hz", 0.0, np.inf, lo_open=True, hi_open=True)
         if self.fc_max_hz is not None and not self.fc_max_hz > self.fc_min_hz:
             raise ParameterError(
                 f"fc_max_hz must exceed fc_min_hz={self.fc_min_hz!r}, got {self.fc_max_hz!r}"
             )
+
+    def radius_limit(self, fs):
+        """Largest pole radius of a second-order section at sample rate `fs` (`r_max` if set)."""
+        if self.r_max is not None:
+            return float(self.r_max)
+        return radius_for_decay(self.max_decay_s, fs=fs)
+
+    def coef_limit(self, fs):
+        """Largest magnitude of a first-order coefficient at sample rate `fs` (`coef_max` if set)."""
+        if self.coef_max is not None:
+            return float(self.coef_max)
+        return radius_for_decay(self.max_decay_s, fs=fs)
 
     def fc_limits(self, fs):
         """Return ``(fc_min_hz, fc_max_hz)`` for sample rate `fs`, checking both lie below fs/2."""
@@ -64,15 +140,26 @@ class ParamRanges:
         """Return the ranges as a JSON-safe dict."""
         return asdict(self)
 
-    # The maps below are differentiable (autograd.numpy) and vectorised.
+    # The maps below are differentiable (autograd.numpy) and vectorised. `fs` may be left out only
+    # when the corresponding limit is fixed (`r_max`, `coef_max`).
 
-    def pole_radius(self, t):
-        """Map t in (-1, 1) to a pole radius in (0, r_max)."""
-        return self.r_max * 0.5 * (t + 1.0)
+    def _radius_max(self, fs):
+        if fs is None and self.r_max is None:
+            raise ParameterError("the pole radius limit depends on the sample rate: pass fs")
+        return self.radius_limit(fs)
 
-    def pole_radius_inv(self, radius):
+    def _coef_max(self, fs):
+        if fs is None and self.coef_max is None:
+            raise ParameterError("the first-order coefficient limit depends on the sample rate: pass fs")
+        return self.coef_limit(fs)
+
+    def pole_radius(self, t, *, fs=None):
+        """Map t in (-1, 1) to a pole radius in (0, radius_limit(fs))."""
+        return self._radius_max(fs) * 0.5 * (t + 1.0)
+
+    def pole_radius_inv(self, radius, *, fs=None):
         """Inverse of `pole_radius` (clipped into the open range)."""
-        return np.clip(2.0 * np.asarray(radius) / self.r_max - 1.0, -1 + 1e-9, 1 - 1e-9)
+        return np.clip(2.0 * np.asarray(radius) / self._radius_max(fs) - 1.0, -1 + 1e-9, 1 - 1e-9)
 
     def fc_hz(self, t, *, fs):
         """Map t in (-1, 1) to a pole frequency on a log scale in (fc_min_hz, fc_max_hz)."""
@@ -93,13 +180,13 @@ class ParamRanges:
         """Inverse of `warp` (clipped)."""
         return np.clip(np.asarray(warp) / max(self.warp_max, 1e-300), -1 + 1e-9, 1 - 1e-9)
 
-    def coef(self, t):
-        """Map t in (-1, 1) to a first-order coefficient in (-coef_max, coef_max)."""
-        return self.coef_max * t
+    def coef(self, t, *, fs=None):
+        """Map t in (-1, 1) to a first-order coefficient in (-coef_limit(fs), coef_limit(fs))."""
+        return self._coef_max(fs) * t
 
-    def coef_inv(self, coef):
+    def coef_inv(self, coef, *, fs=None):
         """Inverse of `coef` (clipped)."""
-        return np.clip(np.asarray(coef) / self.coef_max, -1 + 1e-9, 1 - 1e-9)
+        return np.clip(np.asarray(coef) / self._coef_max(fs), -1 + 1e-9, 1 - 1e-9)
 
 
 DEFAULT_RANGES = ParamRanges()

@@ -57,15 +57,15 @@ def resample_grid(fs_old, fs_new, n=_N_FREQS):
     return np.geomspace(RESAMPLE_F_MIN_HZ, f_max, n)
 
 
-def _ranges_for(cascade, ratio):
+def _ranges_for(cascade, ratio, fs):
     """Parameter ranges wide enough for the old poles moved to the new rate (radius r -> r**ratio)."""
     poles = cascade.poles()
     radius = float(np.max(np.abs(poles))) ** ratio if poles.size else 0.0
     limit = min(_R_LIMIT, 1.0 - 0.5 * (1.0 - radius)) if radius > 0 else 0.0
     return dataclasses.replace(
         DEFAULT_RANGES,
-        r_max=max(DEFAULT_RANGES.r_max, limit),
-        coef_max=max(DEFAULT_RANGES.coef_max, limit),
+        r_max=max(DEFAULT_RANGES.radius_limit(fs), limit),
+        coef_max=max(DEFAULT_RANGES.coef_limit(fs), limit),
     )
 
 
@@ -170,7 +170,7 @@ def resample_cascade(cascade, fs, *, n_sections=None, structure="warped", seed=0
         target = old_phase - AllpassCascade(fixed, fs=fs).phase(freqs)
         result = fit_phase(freqs, target, fs=fs, structure=structure, n_sections=n_sections,
                            polarity=cascade.polarity, delay=fit_delay, seed=seed,
-                           ranges=_ranges_for(cascade, fs_old / fs),
+                           ranges=_ranges_for(cascade, fs_old / fs, fs),
                            anticausal=bool(cascade.sos_anticausal.shape[0]),
                            # a model that advances already is offline: its fit may advance further
                            min_delay=-np.inf if cascade.integer_delay < 0 else None)

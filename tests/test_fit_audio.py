@@ -110,12 +110,17 @@ def test_warmup_samples_values():
 
 
 def test_warmup_bound_from_radius_limits():
-    assert warmup_bound(structure="traditional") == warmup_samples(DEFAULT_RANGES.r_max)
+    assert warmup_bound(structure="traditional", fs=FS) == warmup_samples(DEFAULT_RANGES.radius_limit(FS))
+    # the limit is a decay time (0.15 s): the same number of seconds at every rate, to a sample
+    for fs in (44100, 192000):
+        assert warmup_bound(structure="traditional", fs=fs) == pytest.approx(0.15 * fs, abs=1)
     # warping moves poles towards the unit circle: the bound grows a lot
-    assert warmup_bound(structure="warped") > 30 * warmup_bound(structure="traditional")
-    assert warmup_bound(structure="stretched", stretch=4) == 4 * warmup_bound(structure="warped")
+    assert warmup_bound(structure="warped", fs=FS) > 30 * warmup_bound(structure="traditional", fs=FS)
+    assert warmup_bound(structure="stretched", stretch=4, fs=FS) == 4 * warmup_bound(structure="warped", fs=FS)
     tight = ParamRanges(r_max=0.9, coef_max=0.5)
     assert warmup_bound(structure="traditional", ranges=tight) == warmup_samples(0.9)
+    with pytest.raises(ParameterError, match="pass fs"):
+        warmup_bound(structure="traditional")
 
 
 def test_warmup_removes_the_startup_transient(rng):

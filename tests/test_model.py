@@ -167,7 +167,7 @@ def test_chain_gradient_with_first_order_and_default_ranges(check_grads, rng):
 
     def loss(params):
         t = param.forward(params)
-        den = anp.reshape(r.coef(t[:, 0]), (-1, 1))
+        den = anp.reshape(r.coef(t[:, 0], fs=FS), (-1, 1))
         return phase_loss(anp.sum(allpass_phase(W_GRID, den, r.warp(t[:, 2])), axis=0), -W_GRID)
 
     check_grads(loss)(param.init(_t_start(rng, 2)))

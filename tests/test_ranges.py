@@ -12,7 +12,7 @@ from scipy import signal
 from apfdsp.cascade import Allpass1, Allpass2, AllpassCascade, Delay
 from apfdsp.exceptions import ParameterError
 from apfdsp.filters import thiran_coef
-from apfdsp.ranges import DEFAULT_RANGES, ParamRanges
+from apfdsp.ranges import DEFAULT_RANGES, ParamRanges, decay_for_radius, radius_for_decay
 
 FS = 48000.0
 T_INNER = np.linspace(-0.999, 0.999, 201)
@@ -80,10 +80,10 @@ def test_maps_pinned_values():
 @pytest.mark.parametrize(
     ("forward", "inverse"),
     [
-        (lambda r, t: r.pole_radius(t), lambda r, x: r.pole_radius_inv(x)),
+        (lambda r, t: r.pole_radius(t, fs=FS), lambda r, x: r.pole_radius_inv(x, fs=FS)),
         (lambda r, t: r.fc_hz(t, fs=FS), lambda r, x: r.fc_hz_inv(x, fs=FS)),
         (lambda r, t: r.warp(t), lambda r, x: r.warp_inv(x)),
-        (lambda r, t: r.coef(t), lambda r, x: r.coef_inv(x)),
+        (lambda r, t: r.coef(t, fs=FS), lambda r, x: r.coef_inv(x, fs=FS)),
     ],
     ids=["pole_radius", "fc_hz", "warp", "coef"],
 )
@@ -107,7 +107,7 @@ def test_maps_are_differentiable(check_grads):
     r = DEFAULT_RANGES
 
     def physical(t):
-        return r.pole_radius(t[0]) + 1e-4 * r.fc_hz(t[1], fs=FS) + r.warp(t[2]) + r.coef(t[0] * t[2])
+        return r.pole_radius(t[0], fs=FS) + 1e-4 * r.fc_hz(t[1], fs=FS) + r.warp(t[2]) + r.coef(t[0] * t[2], fs=FS)
 
     check_grads(physical)(np.array([0.3, -0.4, 0.8]))
 
@@ -117,11 +117,12 @@ def test_maps_are_differentiable(check_grads):
 OPEN_T = st.floats(min_value=-1.0, max_value=1.0, exclude_min=True, exclude_max=True, allow_nan=False)
 RANGES = st.builds(
     ParamRanges,
-    r_max=st.floats(0.05, 0.9999),
+    max_decay_s=st.floats(1e-4, 10.0),
+    r_max=st.one_of(st.none(), st.floats(0.05, 0.9999)),
     fc_min_hz=st.floats(1.0, 100.0),
     fc_max_hz=st.one_of(st.none(), st.floats(200.0, 20000.0)),
     warp_max=st.floats(0.0, 0.99),
-    coef_max=st.floats(0.05, 0.9999),
+    coef_max=st.one_of(st.none(), st.floats(0.05, 0.9999)),
 )
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 W_GRID = np.linspace(0.0, np.pi, 257)
@@ -149,8 +150,8 @@ def _check_allpass_and_stable(cascade):
 @example(t_radius=-1 + 1e-16, t_fc=0.0, t_warp=1e-300, stretch=2, ranges=DEFAULT_RANGES)  # R ~ 1e-17
 def test_every_normalised_second_order_section_is_stable_allpass(t_radius, t_fc, t_warp, stretch, ranges):
     fs = FS
-    radius = ranges.pole_radius(t_radius)
-    assert 0 <= radius <= ranges.r_max < 1  # t -> 1 may round onto r_max itself, still stable
+    radius = ranges.pole_radius(t_radius, fs=fs)
+    assert 0 <= radius <= ranges.radius_limit(fs) < 1  # t -> 1 may round onto r_max itself, still stable
     fc = ranges.fc_hz(t_fc, fs=fs)
     warp = ranges.warp(t_warp)
     assert abs(warp) <= ranges.warp_max < 1
@@ -161,8 +162,8 @@ def test_every_normalised_second_order_section_is_stable_allpass(t_radius, t_fc,
 @PROPERTY_SETTINGS
 @given(t_coef=OPEN_T, t_warp=OPEN_T, t_delay=OPEN_T, stretch=st.integers(1, 8), ranges=RANGES)
 def test_every_normalised_first_order_section_and_delay_is_stable_allpass(t_coef, t_warp, t_delay, stretch, ranges):
-    coef = ranges.coef(t_coef)
-    assert abs(coef) < ranges.coef_max < 1
+    coef = ranges.coef(t_coef, fs=FS)
+    assert abs(coef) < ranges.coef_limit(FS) < 1
     warp = ranges.warp(t_warp)
     if stretch > 1 and abs(coef + warp) < 1e-12:
         return  # the degenerate pure-delay case is the known bug pinned in test_filters.py
@@ -171,3 +172,55 @@ def test_every_normalised_first_order_section_and_delay_is_stable_allpass(t_coef
     assert abs(thiran_coef(frac)) < 1
     cascade = AllpassCascade([Allpass1(coef, warp, stretch), Delay(4.0 + frac)], fs=FS)
     _check_allpass_and_stable(cascade)
+
+
+# -- limits in seconds: the same meaning at every sample rate --------------------------------------------
+
+
+@pytest.mark.parametrize("fs", [8000.0, 44100.0, 48000.0, 96000.0, 192000.0])
+@pytest.mark.parametrize("decay_s", [0.01, 0.15, 2.0])
+def test_radius_limit_is_a_decay_time_at_every_rate(fs, decay_s):
+    """The slowest allowed pole decays by 60 dB in max_decay_s seconds, whatever the rate: checked on the
+    impulse response of a one-pole filter (scipy.signal.lfilter) at that radius."""
+    ranges = ParamRanges(max_decay_s=decay_s)
+    radius = ranges.radius_limit(fs)
+    assert ranges.coef_limit(fs) == radius < 1
+    n = int(round(decay_s * fs))
+    impulse = signal.lfilter([1.0], [1.0, -radius], np.r_[1.0, np.zeros(n)])
+    assert 20 * np.log10(impulse[n]) == pytest.approx(-60.0, abs=1e-6 + 20 * np.log10(radius) * -1.0)
+    assert decay_for_radius(radius, fs=fs) == pytest.approx(decay_s, rel=1e-9)
+    # the largest normalised value maps onto that radius, and its inverse back
+    assert ranges.pole_radius(1.0, fs=fs) == radius
+    assert ranges.pole_radius_inv(ranges.pole_radius(0.3, fs=fs), fs=fs) == pytest.approx(0.3, abs=1e-12)
+
+
+def test_default_limit_holds_the_surveyor_model_at_192k_and_stays_near_0999_at_48k():
+    """The default decay limit (0.15 s) reaches the pole radii of the paper's Surveyor model at 192 kHz
+    (second-order R up to 0.99923, first-order coefficient -0.9995 once its warp is folded in), which the
+    old per-sample limit 0.999 did not, and is 0.99904 at 48 kHz (0.999 before)."""
+    from apfdsp import pretrained
+
+    surveyor = pretrained.load("surveyor-192k")
+    fs = surveyor.fs
+    for cell in surveyor:
+        if isinstance(cell, Allpass2):
+            assert cell.pole_radius < DEFAULT_RANGES.radius_limit(fs)
+            assert abs(cell.warp) < DEFAULT_RANGES.warp_max
+        elif isinstance(cell, Allpass1):
+            coef = (cell.coef + cell.warp) / (1.0 + cell.coef * cell.warp)
+            assert 0.999 < abs(coef) < DEFAULT_RANGES.coef_limit(fs)
+    assert DEFAULT_RANGES.radius_limit(48000) == pytest.approx(0.999041, abs=1e-6)
+    assert DEFAULT_RANGES.radius_limit(44100) < DEFAULT_RANGES.radius_limit(48000) < DEFAULT_RANGES.radius_limit(192000)
+
+
+def test_limits_that_depend_on_fs_need_fs():
+    with pytest.raises(ParameterError, match="pass fs"):
+        DEFAULT_RANGES.pole_radius(0.0)
+    with pytest.raises(ParameterError, match="pass fs"):
+        DEFAULT_RANGES.coef(0.0)
+    fixed = ParamRanges(r_max=0.9, coef_max=0.8)
+    assert fixed.pole_radius(1.0) == fixed.radius_limit(192000) == 0.9 and fixed.coef(1.0) == 0.8
+    with pytest.raises(ParameterError, match="max_decay_s must lie in"):
+        ParamRanges(max_decay_s=0.0)
+    with pytest.raises(ParameterError, match="decay_s must lie in"):
+        radius_for_decay(np.inf, fs=48000)
