@@ -16,19 +16,25 @@ from .cascade import Allpass1, AllpassCascade, Delay, Polarity
 from .confidence import pair_statistics, verdict
 from .estimate import estimate
 from .exceptions import ParameterError
-from .fit import fit_phase
-from .metrics import MixMeter
+from .fit import equation_error_phase_loss, fit_phase
+from .fit_audio import MAX_SECTIONS, ORDER_MARGIN_DB, SECTION_RUNGS, fit_audio
+from .losses import phase_loss
+from .metrics import MixMeter, null_depth_db
 
 __all__ = ["align", "fit_alignment", "AlignResult", "ALIGN_DEFAULTS", "broadband_polarity", "method_label"]
 
 #: Defaults shared by `align`, `fit_alignment` and the command line.
 ALIGN_DEFAULTS = {
-    "n_sections": 8,
+    "n_sections": None,
     "structure": "warped",
     "seed": 0,
     "max_delay_s": 0.1,
     "max_bins": 2048,
 }
+
+#: The automatic order tries more sections only when an equation-error design of the next rung's order
+#: beats the first fit's phase loss on the estimate by this many dB (a cheap probe before a costly design).
+PROBE_MARGIN_DB = 10.0
 
 
 @dataclass
@@ -283,7 +289,8 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
     # wet leads (GCC-PHAT's delay is negative) an advance is unavoidable, and the fit may choose how much
     # (its sections add delay of their own, which a larger advance then compensates).
     min_delay = -est.integer_delay if causal and est.integer_delay >= 0 else -np.inf
-    options = dict(n_sections=n_sections, structure=structure, seed=seed, delay=residual,
+    options = dict(n_sections=SECTION_RUNGS[0] if n_sections is None else n_sections, structure=structure,
+                   seed=seed, delay=residual,
                    min_delay=min_delay, anticausal=not causal, callback=callback)
     if causal and 0.0 <= est.delay_samples < 1.5:
         # Less than the smallest causal delay unit (0.5 samples after a zero shift): the allpass
@@ -301,7 +308,35 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
         cells.extend(_shifted_delay(cell, est_shift) if isinstance(cell, Delay) else [cell])
     if not any(isinstance(c, Delay) for c in cells) and est_shift:
         cells.append(Delay(float(est_shift)))
-    return _snap_delay(AllpassCascade(cells, fs=fs)), baseline, est, result
+    allpass = _snap_delay(AllpassCascade(cells, fs=fs))
+    if n_sections is None and structure != "stretched":
+        allpass = _more_sections(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed)
+    return allpass, baseline, est, result
+
+
+def _more_sections(dry, wet, est, allpass, *, fs, causal, seed):
+    """The automatic order: `allpass`, or a time-domain design with more sections where that pays.
+
+    A probe (`apfdsp.fit.equation_error_phase_loss` of the order of `SECTION_RUNGS[-1]` sections, on the
+    Welch grid) must beat the phase loss of `allpass` by `PROBE_MARGIN_DB`; then the time-domain
+    equation-error design of `apfdsp.fit_audio` (orders up to that of `MAX_SECTIONS` sections, no
+    training) is made, and kept if its null on the audio is deeper than that of `allpass` by
+    `ORDER_MARGIN_DB`.
+    """
+    keep = est.weights > 0
+    freqs, H, weights = est.freqs[keep], est.H[keep], est.weights[keep]
+    w = 2 * np.pi * freqs / fs
+    current = float(phase_loss(allpass.phase(freqs) + w * est.integer_delay, np.angle(H), weights))
+    order = 2 * SECTION_RUNGS[-1] + 1
+    probe = equation_error_phase_loss(freqs, H, fs=fs, weights=weights, order=order,
+                                      shifts=(0, -(order // 4), -(order // 2), -(3 * order // 4), -order))
+    if not probe < current * 10 ** (-PROBE_MARGIN_DB / 10):
+        return allpass
+    deeper = fit_audio(dry, wet, fs=fs, n_sections=MAX_SECTIONS, n_iter=0, init="equation-error",
+                       anticausal=not causal, seed=seed).cascade
+    if null_depth_db(deeper.apply(dry), wet, fs=fs) <= null_depth_db(allpass.apply(dry), wet, fs=fs) - ORDER_MARGIN_DB:
+        return deeper
+    return allpass
 
 
 def _energy_weights(est):
@@ -329,7 +364,7 @@ def _check_pair(dry, wet, fs):
     return dry, wet
 
 
-def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s=0.1,
+def fit_alignment(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_delay_s=0.1,
                   per_channel=False, causal=False, max_bins=2048, nperseg=None, fit_options=None,
                   callback=None, apply=False):
     """Fit the alignment model of a dry/wet pair, without (``apply=False``) producing aligned audio.
@@ -339,7 +374,8 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
     start = time.perf_counter()
     fs = valid_fs(fs)
     dry, wet = _check_pair(dry, wet, fs)
-    n_sections = valid_int(n_sections, "n_sections", minimum=1, maximum=64)
+    if n_sections is not None:
+        n_sections = valid_int(n_sections, "n_sections", minimum=1, maximum=64)
     max_bins = valid_int(max_bins, "max_bins", minimum=16)
     if not (np.isfinite(max_delay_s) and max_delay_s > 0):
         raise ParameterError(f"max_delay_s must be a positive number of seconds, got {max_delay_s!r}")
@@ -407,7 +443,7 @@ def fit_alignment(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max
     )
 
 
-def align(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s=0.1, per_channel=False,
+def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_delay_s=0.1, per_channel=False,
           causal=False, max_bins=2048, nperseg=None, fit_options=None, callback=None):
     r"""Align `dry` with `wet`: delay, polarity and an allpass fitted to the phase between them.
 
@@ -420,8 +456,15 @@ def align(dry, wet, *, fs, n_sections=8, structure="warped", seed=0, max_delay_s
         Lengths may differ; a mono dry against a stereo wet is fine.
     fs : float
         Sample rate of both, in Hz.
-    n_sections : int
-        Largest number of allpass sections.
+    n_sections : int or None
+        Largest number of second-order allpass sections. None (default): chosen from the data. The
+        frequency-domain fit gets up to 8; where an equation-error probe says a higher order would
+        fit the measured phase much better (by 10 dB, `PROBE_MARGIN_DB`), the time-domain
+        equation-error design of `apfdsp.fit_audio` with up to 32 sections
+        (`apfdsp.fit_audio.MAX_SECTIONS`) is made too, and its model is kept if it beats the first
+        fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). High-order allpass effects
+        (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only
+        for the probe.
     structure : {"warped", "traditional", "stretched"}
         Second-order section type (see `apfdsp.fit_phase`).
     seed : int

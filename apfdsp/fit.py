@@ -34,7 +34,7 @@ from .phase_objective import cascade_phase_loss, direct_loss_and_grad
 from .ranges import DEFAULT_RANGES, ParamRanges
 from .threads import single_threaded_blas
 
-__all__ = ["fit_phase", "FitResult", "STRUCTURES"]
+__all__ = ["fit_phase", "FitResult", "STRUCTURES", "equation_error_phase_loss"]
 
 STRUCTURES = ("traditional", "warped", "stretched")
 _EXACT = 1e-10  # loss of a practically exact fit (phase error ~1e-5 rad, null below -100 dB)
@@ -245,6 +245,85 @@ def _equation_error(basis, response, order, weights, *, n_iter):
         except np.linalg.LinAlgError:
             a = np.zeros(order)
         row_weight2 = weights / np.maximum(np.abs(1.0 + np.einsum("kf,k->f", e_k, a)), 1e-6) ** 2
+    return a
+
+
+def equation_error_phase_loss(freqs, target, *, fs, weights, order, shifts=(0,), max_bins=2048):
+    r"""Phase loss of the best unpolished equation-error allpass design of one order (a cheap probe).
+
+    For every integer shift s in `shifts` and both polarities, M. Lang's equation-error method
+    (`equation_error_denominator`, two reweighted solves) designs an allpass
+    :math:`z^{-N} A(z^{-1})/A(z)` of order N = `order` for the target with the delay :math:`z^{-s}`
+    taken out; its exact phase :math:`-(N + s)\omega - 2\arg A(e^{j\omega}) + \pi [\text{inverted}]`
+    (its roots wherever they are: a root outside the unit circle is an anticausal section) is scored
+    with `apfdsp.losses.phase_loss`. Nothing is polished: the value estimates what a fit of that order
+    can reach, to decide whether more sections are worth a fit.
+
+    Parameters
+    ----------
+    freqs, target, weights : array_like, shape (F,)
+        Frequencies (Hz), target phase (rad) or complex response, non-negative weights.
+    fs : float
+        Sample rate in Hz.
+    order : int
+        Allpass order N.
+    shifts : sequence of int
+        Integer delays (samples) tried.
+    max_bins : int
+        Longer grids are sampled (every k-th bin, not averaged: averaging would lose a phase that
+        turns quickly, as that of an allpass comb does) down to at most this many bins.
+
+    Returns
+    -------
+    loss : float
+        The lowest loss over shifts and polarities (on the sampled grid).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> f = np.linspace(10, 23990, 4000)
+    >>> _, h = signal.freqz(np.r_[0.6, np.zeros(22), 1.0], np.r_[1.0, np.zeros(22), 0.6], worN=f, fs=48000)
+    >>> bool(equation_error_phase_loss(f, h, fs=48000, weights=np.ones_like(f), order=23) < 1e-12)
+    True
+    """
+    freqs = np.asarray(freqs, dtype=float)
+    target = np.asarray(target)
+    target_phase = np.angle(target) if np.iscomplexobj(target) else np.asarray(target, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    order = valid_int(order, "order", minimum=1)
+    step = max(1, -(-freqs.size // valid_int(max_bins, "max_bins", minimum=order + 1)))
+    freqs, target_phase, weights = freqs[::step], target_phase[::step], weights[::step]
+    w = 2 * np.pi * freqs / valid_fs(fs)
+    basis = np.exp(-1j * np.outer(w, np.arange(order + 1)))
+    best = np.inf
+    for shift in shifts:
+        residual = np.exp(1j * (target_phase + w * shift))
+        for polarity in (1, -1):
+            a = _real_equation_error(basis, polarity * residual, order, weights)
+            phase = -(order + shift) * w - 2 * np.angle(basis @ np.r_[1.0, a]) + np.pi * (polarity < 0)
+            best = min(best, float(phase_loss(phase, target_phase, weights)))
+    return best
+
+
+def _real_equation_error(basis, response, order, weights, n_iter=2):
+    """`_equation_error` with its normal equations as real matrix products (BLAS; for long grids and
+    high orders, where the einsum of `_equation_error` is slow)."""
+    matrix = response[:, None] * basis[:, 1 : order + 1] - basis[:, order - 1 :: -1][:, :order]
+    rhs = basis[:, order] - response
+    stacked = np.concatenate([matrix.real, matrix.imag])
+    stacked_rhs = np.concatenate([rhs.real, rhs.imag])
+    row_weight = weights
+    a = np.zeros(order)
+    for _ in range(n_iter):
+        weighted = stacked * np.tile(row_weight, 2)[:, None]
+        normal = weighted.T @ stacked
+        ridge = 1e-16 * np.trace(normal) / order
+        try:
+            a = np.linalg.solve(normal + ridge * np.eye(order), weighted.T @ stacked_rhs)
+        except np.linalg.LinAlgError:
+            a = np.zeros(order)
+        row_weight = weights / np.maximum(np.abs(1.0 + basis[:, 1 : order + 1] @ a), 1e-6) ** 2
     return a
 
 

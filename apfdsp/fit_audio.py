@@ -54,7 +54,8 @@ from .ranges import DEFAULT_RANGES, ParamRanges
 from .tdfilter import sosfilt
 from .threads import single_threaded_blas
 
-__all__ = ["fit_audio", "AudioFitResult", "LOSSES", "INITS", "warmup_samples", "warmup_bound"]
+__all__ = ["fit_audio", "AudioFitResult", "LOSSES", "INITS", "warmup_samples", "warmup_bound", "SECTION_RUNGS",
+           "MAX_SECTIONS", "ORDER_MARGIN_DB"]
 
 #: Loss names accepted by `fit_audio`.
 LOSSES = ("multi-resolution", "sum-magnitude", "mse", "ncc")
@@ -71,7 +72,7 @@ _EQ_N_BLOCKS = 8  # more sample times than _EQ_MAX_ROWS: this many evenly spaced
 _EQ_CHUNK = 8192  # rows of lagged samples formed at once
 _EQ_N_CANDIDATES = 4  # equation-error designs refined (Steiglitz-McBride) and scored on the loss
 _EQ_SM_ITER = 3  # Steiglitz-McBride iterations per design
-_EQ_MAX_ORDER = 32  # highest allpass order of the equation-error designs
+_EQ_MAX_ORDER = 2 * 32 + 2  # highest allpass order of the equation-error designs (MAX_SECTIONS sections)
 _EQ_ORIGIN = 1e-5  # poles closer to z = 0 are one-sample delays
 _EXACT_NULL_DB = -100.0  # null depth of the start on the whole audio below which it is not trained
 _EQ_IV_RCOND = 1e-13  # relative eigenvalue floor of the instruments' Gram matrix
@@ -79,6 +80,13 @@ _EQ_GAIN_ITER = 3  # alternations of gain and denominator in the screening solve
 _EQ_N_DELAYS = 2  # bulk delays per (order, polarity) whose output error is computed
 _EQ_WARPS = (-0.8, 0.5)  # warps of the warped designs (structure="warped"), as in apfdsp.fit
 _EQ_N_WARP_DELAYS = 3  # bulk delays of the warped designs
+
+#: Rungs of the automatic order (``n_sections=None``): the largest number of second-order sections tried.
+SECTION_RUNGS = (8, 16, 32)
+#: Largest number of second-order sections the automatic order uses.
+MAX_SECTIONS = SECTION_RUNGS[-1]
+#: A rung of more sections is kept when it deepens the null on the audio by at least this many dB.
+ORDER_MARGIN_DB = 1.0
 
 
 # -- warm-up -------------------------------------------------------------------------------------------
@@ -757,7 +765,7 @@ def _sections_from_v_poles(v_poles, warp, *, structure, ranges, fs):
 
 
 def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structure, stretch, ranges, fs,
-                           anticausal=False):
+                           anticausal=False, min_order=1):
     r"""Starts from M. Lang's equation-error allpass design on the audio itself (time domain).
 
     1. **Screening.** For every allpass order :math:`N \le N_{max} = 2 \cdot` `n_sections` +
@@ -784,6 +792,9 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
        roots at z = 0 (unwarped) are one-sample delays and join the bulk delay; the rest become
        sections (`_sections_from_v_poles`). Designs with more than `n_sections` complex pairs are
        dropped. The Thiran section of the layout is set to exactly one sample.
+
+    With `min_order` the designs start at that order (the ladder of `_equation_error_ladder` adds only
+    orders above those it has tried).
 
     With ``anticausal=True`` every design is also scored (output error over the whole dry) with its
     roots outside the unit circle kept as anticausal sections, which realise them exactly (same bulk
@@ -834,7 +845,7 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
 
     designs = []  # (order, delay, polarity, a, warp)
     for polarity in (est.polarity, -est.polarity):
-        for order in range(1, max_order + 1):
+        for order in range(min(min_order, max_order), max_order + 1):
             a, residual = _solve_equation_error(gram, y_order=max_order, x_lo=x_lags[0], order=order,
                                                 delays=delays, polarity=polarity, instrumental=True,
                                                 n_gain=_EQ_GAIN_ITER)
@@ -846,7 +857,7 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
             for delay in warp_delays:
                 warped_gram = pair.gram(max_order, (delay, delay + max_order), warp=warp)
                 for polarity in (est.polarity, -est.polarity):
-                    for order in range(1, max_order + 1):
+                    for order in range(min(min_order, max_order), max_order + 1):
                         a, _ = _solve_equation_error(warped_gram, y_order=max_order, x_lo=delay, order=order,
                                                      delays=[delay], polarity=polarity, n_gain=_EQ_GAIN_ITER)
                         design = (order, delay, polarity, a[0], warp)
@@ -877,6 +888,42 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
             break
     starts.sort(key=lambda item: item[0])
     return [(layout, t) for _, layout, t in starts]
+
+
+def _equation_error_ladder(dry, wet, est, *, n_sections, n_first_order, anticausal, **shape):
+    """Equation-error starts with as many sections as the audio asks for (`n_sections` None: auto).
+
+    With a fixed `n_sections`, the starts of `_equation_error_starts`. With None, the orders grow in
+    rungs (`SECTION_RUNGS`: up to 8, 16, then `MAX_SECTIONS` second-order sections): the next rung's
+    designs (its orders only) are added while the best start's null on the whole audio
+    (`apfdsp.metrics.null_depth_db`) deepens by at least `ORDER_MARGIN_DB`, and not once a start is
+    already exact (null below -100 dB). Returns ``(starts, n_sections)``: the starts, best rung's
+    first, and the number of sections of the last rung kept.
+    """
+    rungs = SECTION_RUNGS if n_sections is None else (n_sections,)
+    kinds = (True, False) if anticausal else (False,)
+
+    def designs(n, min_order):
+        # With anticausal sections allowed, the causal designs compete too: two-sided designs can
+        # crowd the best causal one out of the shortlist, and the causal one may be the exact one.
+        return [start for two_sided in kinds for start in _equation_error_starts(
+            dry, wet, est, n_sections=n, n_first_order=n_first_order, anticausal=two_sided,
+            min_order=min_order, **shape)]
+
+    starts = designs(rungs[0], 1)
+    if len(rungs) == 1 or not starts:
+        return starts, rungs[0]
+    best = min(_null_on_audio(layout, t, dry, wet) for layout, t in starts)
+    kept = rungs[0]
+    for previous, n in zip(rungs, rungs[1:]):
+        if best <= _EXACT_NULL_DB:
+            break
+        more = designs(n, 2 * previous + n_first_order + 2)
+        null = min((_null_on_audio(layout, t, dry, wet) for layout, t in more), default=0.0)
+        if not null <= best - ORDER_MARGIN_DB:
+            break
+        starts, best, kept = more + starts, null, n
+    return starts, kept
 
 
 def _start_layout(poles, flags, warp, delay, polarity, *, n_sections, structure, stretch, ranges, fs):
@@ -1001,7 +1048,7 @@ def fit_audio(
     *,
     fs,
     loss="multi-resolution",
-    n_sections=8,
+    n_sections=None,
     n_first_order=1,
     structure="warped",
     stretch=5,
@@ -1037,9 +1084,12 @@ def fit_audio(
         sum-magnitude STFT loss averaged over FFT sizes 512, 1024, 2048 (at 48 kHz; scaled with fs) with
         hop = size / 4; ``"sum-magnitude"``: one resolution (2048 / 512 at 48 kHz); ``"mse"``: mean
         squared error; ``"ncc"``: 1 - normalised cross-correlation at lag 0.
-    n_sections : int
-        Number of second-order sections of the log-spaced start; the equation-error and phase-fit
-        starts use at most this many.
+    n_sections : int or None
+        Largest number of second-order sections of the equation-error start; the number of sections
+        of the log-spaced and phase-fit starts. None (default): chosen from the audio (see Notes,
+        *Order*): the equation-error designs grow from 8 to 16 to `MAX_SECTIONS` (32) sections while
+        the null on the audio deepens by at least `ORDER_MARGIN_DB` (1 dB) per step; the other starts
+        use 8.
     n_first_order : int
         Number of first-order sections of the log-spaced start; the equation-error start designs
         allpass orders up to ``2 * n_sections + n_first_order + 1`` (its real poles become first-order
@@ -1212,6 +1262,13 @@ def fit_audio(
     refines it. The start takes well under a second (about 0.2 s for 1 s at 16 kHz, 0.5 s for
     0.5 s at 192 kHz).
 
+    **Order.** With ``n_sections=None`` the equation-error designs start with the orders of 8
+    second-order sections (and `n_first_order` + 1 more), as many as most effects need, and add the
+    orders of 16, then 32 sections (`SECTION_RUNGS`) while the best design's null on the whole audio
+    deepens by at least 1 dB (`ORDER_MARGIN_DB`) per rung, and not at all once a design is exact. An
+    allpass comb of 23 samples, say, needs order 23 and gets it; a filter that 8 sections already
+    fit costs one more set of designs at most.
+
     The log-spaced start chooses its integer shift and Thiran delay so that its mean group delay over
     the dry's band equals that of the estimated relative response H,
     :math:`\bar\tau = -\Delta\phi/\Delta\omega` (unwrapped phase of H with the integer delay put back):
@@ -1243,7 +1300,9 @@ def fit_audio(
     fs = valid_fs(fs)
     dry_in, wet_in, dry, wet = _check_pair(dry, wet)
     loss_fn, shortest, loss_options = _loss_setup(loss, fs, loss_options)
-    n_sections = valid_int(n_sections, "n_sections", minimum=1, maximum=64)
+    n_requested = None if n_sections is None else valid_int(n_sections, "n_sections", minimum=1, maximum=64)
+    n_sections = SECTION_RUNGS[0] if n_requested is None else n_requested  # the first rung for the other starts
+    n_used = n_sections
     n_first_order = valid_int(n_first_order, "n_first_order", minimum=0, maximum=64)
     if not isinstance(structure, str) or structure not in STRUCTURES:
         raise ParameterError(f"structure must be one of {STRUCTURES}, got {structure!r}")
@@ -1303,11 +1362,9 @@ def fit_audio(
                  "stretch": stretch, "ranges": ranges, "fs": fs}
         candidates = []  # (name, layout, t)
         if init != "log-spaced":
-            # With anticausal sections allowed, the causal designs compete too: two-sided designs can
-            # crowd the best causal one out of the shortlist, and the causal one may be the exact one.
-            for two_sided in ((True, False) if anticausal else (False,)):
-                candidates += [("equation-error", lay, t)
-                               for lay, t in _equation_error_starts(dry, wet, est, anticausal=two_sided, **shape)]
+            starts, n_used = _equation_error_ladder(dry, wet, est, anticausal=anticausal,
+                                                    **{**shape, "n_sections": n_requested})
+            candidates += [("equation-error", lay, t) for lay, t in starts]
         if init != "equation-error":
             candidates.append(("log-spaced", *_log_spaced_start(est, **shape)))
         if init == "default" and anticausal:
@@ -1403,7 +1460,8 @@ def fit_audio(
     cascade = AllpassCascade(cells, fs=fs)
     settings = {
         "loss": loss, "loss_options": {k: list(v) if isinstance(v, tuple) else v for k, v in loss_options.items()},
-        "n_sections": n_sections, "n_first_order": n_first_order, "structure": structure, "stretch": stretch,
+        "n_sections": n_requested, "n_sections_used": n_used, "n_first_order": n_first_order,
+        "structure": structure, "stretch": stretch,
         "parameterization": param.name, "init": init if isinstance(init, str) else "cascade",
         "n_iter": n_iter, "lr": lr,
         "batch_size": batch_size, "segment_length": int(segments.length), "warmup": warmup,

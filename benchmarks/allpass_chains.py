@@ -1,0 +1,182 @@
+"""High-order allpass effects and the paper's Surveyor cascade: what the default `align` and `fit_audio` reach.
+
+    python benchmarks/allpass_chains.py                     # prints a Markdown table
+    python benchmarks/allpass_chains.py --out results.json  # ... and writes every number to a JSON file
+
+Cases (built with scipy.signal, not with apfdsp's own filters):
+
+* allpass combs :math:`(g + z^{-M})/(1 + g z^{-M})`, g = 0.6, M = 10, 23, 40 samples (orders up to 40);
+* the sum of a Linkwitz-Riley 4th-order crossover (two squared Butterworth pairs) at 1 kHz, and at 120 Hz;
+* a chain of 12 first-order allpasses with break frequencies log-spaced over 40 Hz - 16 kHz;
+
+all at 48 kHz on 5 s of white noise and on 5 s of the demo's music-like track; and the Surveyor
+model (``apfdsp.pretrained.load("surveyor-192k")``) at 192 kHz on a 2 s log sweep 20 Hz - 20 kHz plus
+white noise (the paper's kind of training data).
+
+Columns: the null depth (`apfdsp.metrics.null_depth_db`, phase only: level-equalised per STFT bin) after
+delay + polarity and after alignment; the perfect-phase floor (the dry through the effect's exact
+response, which for an allpass is the wet itself up to numerical noise); the broadband null
+(:math:`10\\log_{10} \\min_g \\|y - g x\\|^2 / \\|y\\|^2`, one gain for the whole signal); the number of
+sections used; the wrapped RMS phase error of the model against the true response on 512 log-spaced
+bins 20 Hz - 20 kHz; and the seconds. Every call uses the defaults.
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+from scipy import signal
+
+from apfdsp import pretrained
+from apfdsp.align import align
+from apfdsp.demo import demo_dry
+from apfdsp.fit import wrapped_phase_error
+from apfdsp.fit_audio import fit_audio
+from apfdsp.metrics import null_depth_db
+
+FS = 48000
+F_CHECK = np.geomspace(20.0, 20000.0, 512)
+
+
+def allpass_comb(delay, gain=0.6):
+    """(b, a) of the allpass comb (g + z^-M) / (1 + g z^-M)."""
+    b = np.zeros(delay + 1)
+    b[0], b[-1] = gain, 1.0
+    return b, b[::-1].copy()
+
+
+def lr4_sum(fc, fs=FS):
+    """SOS of the sum of the low and high outputs of a Linkwitz-Riley 4th-order crossover at `fc`."""
+    low = signal.butter(2, fc, fs=fs, output="ba")
+    high = signal.butter(2, fc, btype="high", fs=fs, output="ba")
+    num = np.polyadd(np.polymul(low[0], low[0]), np.polymul(high[0], high[0]))
+    den = np.polymul(low[1], low[1])
+    return num, den
+
+
+def first_order_chain(n=12, lo=40.0, hi=16000.0, fs=FS):
+    """(b, a) of a chain of `n` first-order allpasses with break frequencies log-spaced in [lo, hi] Hz."""
+    b, a = np.ones(1), np.ones(1)
+    for fc in np.geomspace(lo, hi, n):
+        t = np.tan(np.pi * fc / fs)
+        c = (t - 1.0) / (t + 1.0)
+        b, a = np.polymul(b, [c, 1.0]), np.polymul(a, [1.0, c])
+    return b, a
+
+
+def effects():
+    """Name -> (b, a) of each allpass effect at 48 kHz."""
+    return {
+        "allpass comb M=10": allpass_comb(10),
+        "allpass comb M=23": allpass_comb(23),
+        "allpass comb M=40": allpass_comb(40),
+        "LR4 crossover sum 1 kHz": lr4_sum(1000.0),
+        "LR4 crossover sum 120 Hz": lr4_sum(120.0),
+        "12 first-order allpasses": first_order_chain(),
+    }
+
+
+def broadband_null_db(x, y):
+    """10 log10 of the residual of y after the best single gain on x, relative to y (one gain overall)."""
+    gain = np.dot(x, y) / max(np.dot(x, x), np.finfo(float).tiny)
+    return float(10 * np.log10(max(np.sum((y - gain * x) ** 2) / np.sum(y**2), 1e-20)))
+
+
+def true_phase_error(cascade, b, a, fs):
+    """Wrapped RMS phase error (rad) of `cascade` against the filter (b, a) on 512 log-spaced bins."""
+    _, h = signal.freqz(b, a, worN=F_CHECK, fs=fs)
+    return wrapped_phase_error(cascade.phase(F_CHECK), np.angle(h))
+
+
+def chain_rows(duration_s=5.0, seed=0):
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * FS)
+    dries = {"white noise": rng.standard_normal(n), "music": demo_dry(fs=FS, duration_s=duration_s, seed=seed)}
+    rows = []
+    for name, (b, a) in effects().items():
+        for signal_name, dry in dries.items():
+            wet = signal.lfilter(b, a, dry)
+            start = time.perf_counter()
+            result = align(dry, wet, fs=FS)
+            seconds = time.perf_counter() - start
+            rows.append({
+                "effect": name, "signal": signal_name, "route": "align",
+                "delay_polarity_db": result.delay_polarity["null_db"], "null_db": result.after["null_db"],
+                "floor_db": null_depth_db(wet, wet, fs=FS),
+                "broadband_db": broadband_null_db(result.aligned, wet),
+                "n_sections": result.summary()["n_sections"], "method": result.method,
+                "phase_error_rad": true_phase_error(result.cascade, b, a, FS), "seconds": seconds,
+            })
+    return rows
+
+
+def surveyor_pair(duration_s=2.0, seed=0):
+    """(dry, wet, truth) at 192 kHz: a log sweep 20 Hz - 20 kHz plus white noise through the Surveyor."""
+    truth = pretrained.load("surveyor-192k")
+    fs = truth.fs
+    t = np.arange(int(duration_s * fs)) / fs
+    sweep = signal.chirp(t, 20.0, t[-1], 20000.0, method="logarithmic")
+    dry = sweep + 0.5 * np.random.default_rng(seed).standard_normal(t.size)
+    return dry, truth(dry), truth
+
+
+def surveyor_rows(duration_s=2.0, seed=0):
+    dry, wet, truth = surveyor_pair(duration_s, seed)
+    fs = truth.fs
+    rows = []
+    for route in ("align", "fit_audio"):
+        start = time.perf_counter()
+        result = align(dry, wet, fs=fs) if route == "align" else fit_audio(dry, wet, fs=fs)
+        seconds = time.perf_counter() - start
+        aligned = result.aligned if route == "align" else result.cascade.apply(dry)
+        rows.append({
+            "effect": "Surveyor, 192 kHz", "signal": "log sweep + noise", "route": route,
+            "delay_polarity_db": result.delay_polarity["null_db"] if route == "align" else float("nan"),
+            "null_db": null_depth_db(aligned, wet, fs=fs), "floor_db": null_depth_db(wet, wet, fs=fs),
+            "broadband_db": broadband_null_db(aligned, wet),
+            "n_sections": sum(1 for c in result.cascade if hasattr(c, "anticausal")), "method": result.method,
+            "phase_error_rad": wrapped_phase_error(result.cascade.phase(F_CHECK), truth.phase(F_CHECK)),
+            "seconds": seconds,
+        })
+    return rows
+
+
+def table(rows):
+    lines = ["| effect | signal | route | delay+polarity (dB) | null (dB) | perfect-phase floor (dB) | "
+             "broadband null (dB) | sections | phase error (rad) | s |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        dp = "" if np.isnan(r["delay_polarity_db"]) else f"{r['delay_polarity_db']:.1f}"
+        lines.append(f"| {r['effect']} | {r['signal']} | {r['route']} | {dp} | {r['null_db']:.1f} | "
+                     f"{r['floor_db']:.1f} | {r['broadband_db']:.1f} | {r['n_sections']} | "
+                     f"{r['phase_error_rad']:.2g} | {r['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def write_json(rows, path):
+    """Write `rows` to `path` atomically (a temporary file in the same directory, then a rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(rows, handle, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of the 48 kHz material")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("chains", "surveyor"), help="run one half only")
+    parser.add_argument("--out", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    rows = []
+    if args.only != "surveyor":
+        rows += chain_rows(args.duration, args.seed)
+    if args.only != "chains":
+        rows += surveyor_rows(seed=args.seed)
+    print(table(rows))
+    if args.out:
+        write_json(rows, args.out)
