@@ -28,7 +28,8 @@ Routes (null depth = `apfdsp.metrics.null_depth_db` of ``cascade.apply(dry)`` vs
   anticausal sections, and the equation-error start keeps roots outside the unit circle;
 * both: `fit_audio(init="phase-fit")`, the phase-fit start refined on the audio.
 
-Each row also names the start `fit_audio` used (`AudioFitResult.init`).
+Each row also names the start `fit_audio` used (`AudioFitResult.init`). Every route runs with the
+defaults (number of sections, parameter ranges) except for what its name says.
 """
 
 import argparse
@@ -36,7 +37,7 @@ import time
 
 import numpy as np
 
-from apfdsp import Allpass1, Allpass2, AllpassCascade, Delay, ParamRanges, Polarity
+from apfdsp import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
 from apfdsp.align import fit_alignment
 from apfdsp.demo import demo_dry
 from apfdsp.estimate import estimate
@@ -50,8 +51,6 @@ SURVEYOR = {  # c = R^2, d = -2 R cos(2 pi fc / fs), a = warp (three warped seco
     "a": [-0.864498, -0.307401, -0.865795],
     "first_order": (-0.972990, -0.964903),  # coefficient, warp
 }
-#: Ranges wide enough for the Surveyor (R up to 0.99923, effective first-order coefficient -0.9995).
-SURVEYOR_RANGES = ParamRanges(r_max=0.9995, coef_max=0.9999)
 
 
 def surveyor_cascade():
@@ -89,12 +88,12 @@ def cases(duration_s, seed=0):
              for _ in range(6)]
     truth = AllpassCascade(cells + [Delay(7.3)], fs=fs)
     noise = rng.standard_normal(int(duration_s * fs))
-    out = {"(a) random 6-section cascade + 7.3-sample delay": (noise, truth(noise), fs, {"n_sections": 8})}
+    out = {"(a) random 6-section cascade + 7.3-sample delay": (noise, truth(noise), fs, {})}
 
     surveyor = surveyor_cascade()
     sweep = log_sweep(SURVEYOR_FS, duration_s)
     out["(b) Surveyor-like model, 192 kHz log sweep"] = (
-        sweep, surveyor(sweep), SURVEYOR_FS, {"n_sections": 3, "ranges": SURVEYOR_RANGES})
+        sweep, surveyor(sweep), SURVEYOR_FS, {})  # the default ranges hold it (0.15 s decay limit)
 
     try:
         import pedalboard as pb
@@ -103,7 +102,7 @@ def cases(duration_s, seed=0):
     music = demo_dry(fs=fs, duration_s=duration_s, seed=seed)
     board = pb.Pedalboard([pb.HighpassFilter(cutoff_frequency_hz=200)])
     wet = board(music.astype(np.float32)[None, :], fs)[0].astype(np.float64)
-    out["(c) pedalboard HighpassFilter 200 Hz"] = (music, wet, fs, {"n_sections": 8})
+    out["(c) pedalboard HighpassFilter 200 Hz"] = (music, wet, fs, {})
     return out
 
 
@@ -116,8 +115,7 @@ def routes(n_iter):
         return AllpassCascade(cells, fs=fs), "-"
 
     def frequency(dry, wet, fs, options):
-        fit_options = {"ranges": options["ranges"]} if "ranges" in options else None
-        result = fit_alignment(dry, wet, fs=fs, n_sections=options["n_sections"], fit_options=fit_options)
+        result = fit_alignment(dry, wet, fs=fs, **options)
         return result.cascade, "-"
 
     def audio(init, steps, anticausal=False):
