@@ -38,7 +38,7 @@ PROBE_MARGIN_DB = 10.0
 #: A measured magnitude response flatter than this (weighted RMS spread, dB) marks an allpass effect.
 FLAT_DB = 0.5
 #: ... and a weighted mean coherence above this.
-FLAT_COHERENCE = 0.999
+FLAT_COHERENCE = 0.9995
 #: A design whose null on the audio is deeper than this (dB) is exact: no more sections are tried.
 EXACT_NULL_DB = -100.0
 _TINY = np.finfo(float).tiny
@@ -494,7 +494,7 @@ def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_dela
         equation-error design of `apfdsp.fit_audio` with up to 32 sections
         (`apfdsp.fit_audio.MAX_SECTIONS`) is made too, and its model is kept if it beats the first
         fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). Where the
-        measured magnitude is flat (within 0.5 dB RMS, `FLAT_DB`, coherence above 0.999: an allpass
+        measured magnitude is flat (within 0.5 dB RMS, `FLAT_DB`, coherence above 0.9995: an allpass
         effect), that design is made with 4 sections and, where that beats the first fit by 1 dB,
         with its own automatic order (4, 8, 16, 32 sections while the null deepens by 1 dB). High-order allpass effects
         (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only

@@ -137,9 +137,11 @@ def routes(n_iter):
     }
 
 
-def run(duration_s=2.0, n_iter=300, seed=0):
+def run(duration_s=2.0, n_iter=300, seed=0, only=None):
     rows = []
     for case, (dry, wet, fs, options) in cases(duration_s, seed).items():
+        if only and not case.startswith(f"({only})"):
+            continue
         for route, fit in routes(n_iter).items():
             start = time.perf_counter()
             cascade, start_name = fit(dry, wet, fs, options)
@@ -163,7 +165,8 @@ if __name__ == "__main__":
     parser.add_argument("--n-iter", type=int, default=300, dest="n_iter", help="Adam steps (default 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="1 s of audio and 60 steps")
+    parser.add_argument("--case", choices=("a", "b", "c"), help="run one case only")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.n_iter = 1.0, 60
-    print(table(run(args.duration, args.n_iter, args.seed)))
+    print(table(run(args.duration, args.n_iter, args.seed, args.case)))
