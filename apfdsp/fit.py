@@ -121,7 +121,8 @@ class _Layout:
         signs = self.signs()
         if self.n2:
             t2 = t[: self.n2]
-            den2 = second_order_denominator(r.pole_radius(t2[:, 0], fs=self.fs), r.fc_hz(t2[:, 1], fs=self.fs), fs=self.fs)
+            radius = r.pole_radius(t2[:, 0], fs=self.fs)
+            den2 = second_order_denominator(radius, r.fc_hz(t2[:, 1], fs=self.fs), fs=self.fs)
             warp = r.warp(t2[:, 2]) if self.structure != "traditional" else 0.0
             stretch = self.stretch if self.structure == "stretched" else 1
             phases = allpass_phase(w, den2, warp, stretch)

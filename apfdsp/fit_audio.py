@@ -221,7 +221,8 @@ class _Filter:
         rows2 = rows1 = None
         if lay.n2:
             t2 = t[: lay.n2]
-            den = second_order_denominator(r.pole_radius(t2[:, 0], fs=lay.fs), r.fc_hz(t2[:, 1], fs=lay.fs), fs=lay.fs)
+            radius = r.pole_radius(t2[:, 0], fs=lay.fs)
+            den = second_order_denominator(radius, r.fc_hz(t2[:, 1], fs=lay.fs), fs=lay.fs)
             d, c = den[:, 0], den[:, 1]
             if lay.structure == "traditional":
                 p1, p2 = d, c

@@ -33,7 +33,7 @@ def _second_order(layout, t2, w):
     """Phasors exp(j phase) (S, F) of the second-order sections, and a function of dLoss/dphase (F,)
     returning dLoss/dt (S, 3) for these sections (each section's phase counted once, sign +1)."""
     ranges, fs = layout.ranges, layout.fs
-    radius = ranges.pole_radius(t2[:, 0])
+    radius = ranges.pole_radius(t2[:, 0], fs=fs)
     fc = ranges.fc_hz(t2[:, 1], fs=fs)
     angle = 2.0 * np.pi * fc / fs
     d, c = (-2.0 * radius * np.cos(angle))[:, None], (radius * radius)[:, None]
@@ -61,7 +61,7 @@ def _second_order(layout, t2, w):
         lo, hi = ranges.fc_limits(fs)
         grad = np.zeros((len(t2), 3))
         # chain rule: d = -2 R cos(2 pi fc / fs), c = R^2, and the range maps' dR/dt, dfc/dt
-        grad[:, 0] = (g_d * -2.0 * np.cos(angle) + g_c * 2.0 * radius) * (0.5 * ranges.r_max)
+        grad[:, 0] = (g_d * -2.0 * np.cos(angle) + g_c * 2.0 * radius) * (0.5 * ranges.radius_limit(fs))
         grad[:, 1] = g_d * 2.0 * radius * np.sin(angle) * (2.0 * np.pi / fs) * fc * 0.5 * np.log(hi / lo)
         if warped:
             dphi_dtheta = -2.0 + 2.0 * (d * ratio1 + 2.0 * c * ratio2).real
@@ -77,8 +77,8 @@ def _first_order_units(layout, t, w):
     n2, n1 = layout.n2, layout.n1
     coefs, dcoef = [], []
     if n1:
-        coefs.append(layout.ranges.coef(t[n2 : n2 + n1, 0]))
-        dcoef.append(np.full(n1, layout.ranges.coef_max))
+        coefs.append(layout.ranges.coef(t[n2 : n2 + n1, 0], fs=layout.fs))
+        dcoef.append(np.full(n1, layout.ranges.coef_limit(layout.fs)))
     if layout.delay_shift is not None:
         frac = 1.0 + 0.5 * t[-1, 0]
         coefs.append(np.array([(1.0 - frac) / (1.0 + frac)]))
