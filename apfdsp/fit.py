@@ -152,8 +152,8 @@ class _Layout:
         for row, anticausal in zip(t[: self.n2], flags):
             warp = float(r.warp(row[2])) if self.structure != "traditional" else 0.0
             stretch = self.stretch if self.structure == "stretched" else 1
-            cells.append(Allpass2(float(r.pole_radius(row[0], fs=self.fs)), float(r.fc_hz(row[1], fs=self.fs)), warp, stretch,
-                                  anticausal))
+            cells.append(Allpass2(float(r.pole_radius(row[0], fs=self.fs)), float(r.fc_hz(row[1], fs=self.fs)), warp,
+                                  stretch, anticausal))
         for row, anticausal in zip(t[self.n2 : self.n2 + self.n1], flags[self.n2 :]):
             cells.append(Allpass1(float(r.coef(row[0], fs=self.fs)), anticausal=anticausal))
         if self.delay_shift is not None:
