@@ -1,7 +1,6 @@
 """High-order allpass effects and the paper's Surveyor cascade: what the default `align` and `fit_audio` reach.
 
-    python benchmarks/allpass_chains.py                     # prints a Markdown table
-    python benchmarks/allpass_chains.py --out results.json  # ... and writes every number to a JSON file
+    python benchmarks/allpass_chains.py    # prints a Markdown table, writes benchmarks/results/allpass_chains.json
 
 Cases (built with scipy.signal, not with apfdsp's own filters):
 
@@ -22,14 +21,12 @@ bins 20 Hz - 20 kHz; and the seconds. Every call uses the defaults.
 """
 
 import argparse
-import json
-import os
-import tempfile
 import time
 
 import numpy as np
 from scipy import signal
 
+import results_file
 from apfdsp import pretrained
 from apfdsp.align import align
 from apfdsp.demo import demo_dry
@@ -107,7 +104,7 @@ def chain_rows(duration_s=5.0, seed=0):
                 "delay_polarity_db": result.delay_polarity["null_db"], "null_db": result.after["null_db"],
                 "floor_db": null_depth_db(wet, wet, fs=FS),
                 "broadband_db": broadband_null_db(result.aligned, wet),
-                "n_sections": result.summary()["n_sections"], "method": result.method,
+                "n_sections": int(result.summary()["n_sections"]), "method": result.method,
                 "phase_error_rad": true_phase_error(result.cascade, b, a, FS), "seconds": seconds,
             })
     return rows
@@ -134,35 +131,28 @@ def surveyor_rows(duration_s=2.0, seed=0):
         aligned = result.aligned if route == "align" else result.cascade.apply(dry)
         rows.append({
             "effect": "Surveyor, 192 kHz", "signal": "log sweep + noise", "route": route,
-            "delay_polarity_db": result.delay_polarity["null_db"] if route == "align" else float("nan"),
+            "delay_polarity_db": result.delay_polarity["null_db"] if route == "align" else None,
             "null_db": null_depth_db(aligned, wet, fs=fs), "floor_db": null_depth_db(wet, wet, fs=fs),
             "broadband_db": broadband_null_db(aligned, wet),
-            "n_sections": sum(1 for c in result.cascade if hasattr(c, "anticausal")), "method": result.method,
+            "n_sections": int(sum(1 for c in result.cascade if hasattr(c, "anticausal"))), "method": result.method,
             "phase_error_rad": wrapped_phase_error(result.cascade.phase(F_CHECK), truth.phase(F_CHECK)),
             "seconds": seconds,
         })
     return rows
 
 
-def table(rows):
+def table(results):
+    """The README's Markdown table of an allpass_chains results dict."""
+    rows = results["rows"]
     lines = ["| effect | signal | route | delay+polarity (dB) | null (dB) | perfect-phase floor (dB) | "
              "broadband null (dB) | sections | phase error (rad) | s |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        dp = "" if np.isnan(r["delay_polarity_db"]) else f"{r['delay_polarity_db']:.1f}"
+        dp = "" if r["delay_polarity_db"] is None else f"{r['delay_polarity_db']:.1f}"
         lines.append(f"| {r['effect']} | {r['signal']} | {r['route']} | {dp} | {r['null_db']:.1f} | "
                      f"{r['floor_db']:.1f} | {r['broadband_db']:.1f} | {r['n_sections']} | "
                      f"{r['phase_error_rad']:.2g} | {r['seconds']:.2f} |")
     return "\n".join(lines)
-
-
-def write_json(rows, path):
-    """Write `rows` to `path` atomically (a temporary file in the same directory, then a rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(rows, handle, indent=1, default=float)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
@@ -170,13 +160,14 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of the 48 kHz material")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=("chains", "surveyor"), help="run one half only")
-    parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args()
+    load_before = results_file.start()
+    t0 = time.perf_counter()
     rows = []
     if args.only != "surveyor":
         rows += chain_rows(args.duration, args.seed)
     if args.only != "chains":
         rows += surveyor_rows(seed=args.seed)
-    print(table(rows))
-    if args.out:
-        write_json(rows, args.out)
+    results = results_file.save("allpass_chains", "benchmarks/allpass_chains.py", rows, load_before=load_before,
+                                settings=vars(args), total_s=round(time.perf_counter() - t0, 1))
+    print(table(results))
