@@ -163,7 +163,7 @@ def warmup_bound(*, structure="warped", ranges=DEFAULT_RANGES, stretch=5, decay_
     A warped section maps its pole p (in the warped delay v, :math:`|p| \le R_{max}`) to
     :math:`z = (p - a)/(1 - a p)` with :math:`1 - |z|^2 = (1 - a^2)(1 - |p|^2)/|1 - ap|^2`, so its largest
     z-plane radius is :math:`\sqrt{1 - (1 - a^2)(1 - R^2)/(1 + |a| R)^2}` at :math:`|a| = a_{max}`. With the
-    default ranges at 48 kHz (R 0.99904, a 0.95) that is 0.99997: 280 000 samples, far more than what fitted filters
+    default ranges at 48 kHz (R 0.999, a 0.95) that is 0.99997: 269 000 samples, far more than what fitted filters
     need, which is why `fit_audio` recomputes the warm-up from the current filter by default. First-order
     sections are bounded by ``coef_max``, the Thiran section by 1/3; stretched sections take K times
     longer.
@@ -171,7 +171,7 @@ def warmup_bound(*, structure="warped", ranges=DEFAULT_RANGES, stretch=5, decay_
     Examples
     --------
     >>> warmup_bound(structure="traditional", fs=48000)
-    7200
+    6912
     """
     if structure not in STRUCTURES:
         raise ParameterError(f"structure must be one of {STRUCTURES}, got {structure!r}")

@@ -63,9 +63,10 @@ class ParamRanges:
     ----------
     max_decay_s : float
         Longest 60 dB decay time (seconds) of a pole: of a second-order section's pole pair (in the
-        section's own delay variable, see Notes) and of a first-order section's pole. Default 0.15 s:
-        pole radius below 0.99904 at 48 kHz, 0.99896 at 44.1 kHz, 0.99976 at 192 kHz (where the
-        paper's Surveyor model needs 0.9995), every filter stable at any rate.
+        section's own delay variable, see Notes) and of a first-order section's pole. Default 0.144 s,
+        the decay of radius 0.999 at 48 kHz (the limit before it was set in seconds): pole radius
+        below 0.999 at 48 kHz, 0.99891 at 44.1 kHz, 0.99975 at 192 kHz (where the paper's Surveyor
+        model needs 0.9995), every filter stable at any rate.
     fc_min_hz, fc_max_hz : float
         Range of pole frequencies in Hz, mapped on a log scale. ``fc_max_hz=None`` means 0.499 fs.
     warp_max : float
@@ -89,12 +90,12 @@ class ParamRanges:
     --------
     >>> ranges = ParamRanges()
     >>> round(ranges.radius_limit(48000), 5), round(ranges.radius_limit(192000), 5)
-    (0.99904, 0.99976)
+    (0.999, 0.99975)
     >>> ParamRanges(r_max=0.99).radius_limit(192000)
     0.99
     """
 
-    max_decay_s: float = 0.15
+    max_decay_s: float = 0.144
     fc_min_hz: float = 5.0
     fc_max_hz: float = None
     warp_max: float = 0.95

@@ -93,7 +93,7 @@ def cases(duration_s, seed=0):
     surveyor = surveyor_cascade()
     sweep = log_sweep(SURVEYOR_FS, duration_s)
     out["(b) Surveyor-like model, 192 kHz log sweep"] = (
-        sweep, surveyor(sweep), SURVEYOR_FS, {})  # the default ranges hold it (0.15 s decay limit)
+        sweep, surveyor(sweep), SURVEYOR_FS, {})  # the default ranges hold it (0.144 s decay limit)
 
     try:
         import pedalboard as pb

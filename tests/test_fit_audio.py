@@ -111,9 +111,9 @@ def test_warmup_samples_values():
 
 def test_warmup_bound_from_radius_limits():
     assert warmup_bound(structure="traditional", fs=FS) == warmup_samples(DEFAULT_RANGES.radius_limit(FS))
-    # the limit is a decay time (0.15 s): the same number of seconds at every rate, to a sample
+    # the limit is a decay time (0.144 s): the same number of seconds at every rate, to a sample
     for fs in (44100, 192000):
-        assert warmup_bound(structure="traditional", fs=fs) == pytest.approx(0.15 * fs, abs=1)
+        assert warmup_bound(structure="traditional", fs=fs) == pytest.approx(0.144 * fs, abs=1)
     # warping moves poles towards the unit circle: the bound grows a lot
     assert warmup_bound(structure="warped", fs=FS) > 30 * warmup_bound(structure="traditional", fs=FS)
     assert warmup_bound(structure="stretched", stretch=4, fs=FS) == 4 * warmup_bound(structure="warped", fs=FS)
