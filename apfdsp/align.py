@@ -341,7 +341,7 @@ def _more_sections(dry, wet, est, allpass, *, fs, causal, seed):
     made (no training); where the measured magnitude is flat (`_flat_magnitude`: the effect is an
     allpass, on which the time-domain design is exact while the Welch estimate limits the
     frequency-domain fit), the same design with the first rung's sections (`SECTION_RUNGS[0]`), then,
-    if that paid, with its automatic order. A design is kept if its null on the audio is deeper than
+    if that paid, with `BASE_SECTIONS`. A design is kept if its null on the audio is deeper than
     the best so far by `ORDER_MARGIN_DB`; an exact one (null below `EXACT_NULL_DB`) ends the search.
     """
     keep = est.weights > 0
@@ -354,7 +354,7 @@ def _more_sections(dry, wet, est, allpass, *, fs, causal, seed):
     if probe < current * 10 ** (-PROBE_MARGIN_DB / 10):
         orders = [MAX_SECTIONS]
     elif _flat_magnitude(H, est.coherence[keep], weights):
-        orders = [SECTION_RUNGS[0], None]  # the first rung, and the whole ladder only where that pays
+        orders = [SECTION_RUNGS[0], BASE_SECTIONS]  # the first rung, and 8 sections only where that pays
     else:
         return allpass
     best, best_null = allpass, null_depth_db(allpass.apply(dry), wet, fs=fs)
@@ -496,7 +496,7 @@ def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_dela
         fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). Where the
         measured magnitude is flat (within 0.5 dB RMS, `FLAT_DB`, coherence above 0.9995: an allpass
         effect), that design is made with 4 sections and, where that beats the first fit by 1 dB,
-        with its own automatic order (4, 8, 16, 32 sections while the null deepens by 1 dB). High-order allpass effects
+        with 8. High-order allpass effects
         (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only
         for the probe.
     structure : {"warped", "traditional", "stretched"}
