@@ -836,6 +836,8 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
 
     def output_error(order, delay, polarity, a, warp):
         """Output error, penalised by the order, the gains of the model and whether it is two-sided."""
+        if not np.all(np.isfinite(a)):  # an overflowed solve (band-limited audio, a singular system)
+            return np.inf, 1.0, False
         z_poles = _z_poles(v_poles(a, warp), warp)
         error, gain = pair.output_error(z_poles, delay, polarity, blocks)
         two_sided = False
@@ -870,6 +872,8 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
 
     starts = []
     for error, gain, two_sided, order, delay, polarity, a, warp in scored:
+        if not np.isfinite(error):
+            break  # sorted: only failed designs remain
         best_error, best_a, best_two_sided = error, a, two_sided
         for _ in range(_EQ_SM_ITER):
             # The prefilter 1/A only weights the equations by 1/|A|^2: its reflected (stable) poles do.
@@ -877,6 +881,8 @@ def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structur
             a = _solve_equation_error(sm_gram, y_order=order, x_lo=delay, order=order, delays=[delay],
                                       polarity=polarity)[0][0]
             error, gain, two_sided = output_error(order, delay, polarity, a, warp)
+            if not np.isfinite(error):
+                break
             if error < best_error:
                 best_error, best_a, best_two_sided = error, a, two_sided
         poles = v_poles(best_a, warp)

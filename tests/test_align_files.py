@@ -28,7 +28,8 @@ def assert_reports_equal(got, expected):
     for key in ("mix_ratio", "ncc"):
         assert got[key] == pytest.approx(expected[key], rel=1e-10, abs=1e-13), key
     for key in ("mix_loss_db", "null_db"):
-        assert got[key] == pytest.approx(expected[key], abs=1e-8), key
+        # below -100 dB (an exact model) the float32 rounding of a written file (about -140 dB) shows
+        assert got[key] == pytest.approx(expected[key], abs=1e-8 if expected[key] > -100 else 1e-3), key
     # 1 - rho**2 from sums added in another order: rounding of ~1e-16 relative to a -105 dB null
     assert got["broadband_null_db"] == pytest.approx(expected["broadband_null_db"], abs=1e-3)
 
