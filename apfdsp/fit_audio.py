@@ -916,9 +916,11 @@ def _equation_error_ladder(dry, wet, est, *, n_sections, n_first_order, anticaus
     def designs(n, min_order):
         # With anticausal sections allowed, the causal designs compete too: two-sided designs can
         # crowd the best causal one out of the shortlist, and the causal one may be the exact one.
-        return [start for two_sided in kinds for start in _equation_error_starts(
-            dry, wet, est, n_sections=n, n_first_order=n_first_order, anticausal=two_sided,
-            min_order=min_order, **shape)]
+        # Singular systems (band-limited audio) may overflow a solve: that design is skipped, silently.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return [start for two_sided in kinds for start in _equation_error_starts(
+                dry, wet, est, n_sections=n, n_first_order=n_first_order, anticausal=two_sided,
+                min_order=min_order, **shape)]
 
     starts = designs(rungs[0], 1)
     if len(rungs) == 1 or not starts:
