@@ -495,7 +495,7 @@ def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_dela
         (`apfdsp.fit_audio.MAX_SECTIONS`) is made too, and its model is kept if it beats the first
         fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). Where the
         measured magnitude is flat (within 0.5 dB RMS, `FLAT_DB`, coherence above 0.9995: an allpass
-        effect), that design is made with 4 sections and, where that beats the first fit by 1 dB,
+        effect), that design is made with 3 sections and, where that beats the first fit by 1 dB,
         with 8. High-order allpass effects
         (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only
         for the probe.

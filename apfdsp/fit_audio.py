@@ -82,7 +82,7 @@ _EQ_WARPS = (-0.8, 0.5)  # warps of the warped designs (structure="warped"), as 
 _EQ_N_WARP_DELAYS = 3  # bulk delays of the warped designs
 
 #: Rungs of the automatic order (``n_sections=None``): the largest number of second-order sections tried.
-SECTION_RUNGS = (4, 8, 16, 32)
+SECTION_RUNGS = (3, 8, 16, 32)
 #: Sections of the starts other than the equation-error one with ``n_sections=None`` (and of
 #: `apfdsp.align`'s frequency-domain fit).
 BASE_SECTIONS = 8
@@ -904,7 +904,7 @@ def _equation_error_ladder(dry, wet, est, *, n_sections, n_first_order, anticaus
     """Equation-error starts with as many sections as the audio asks for (`n_sections` None: auto).
 
     With a fixed `n_sections`, the starts of `_equation_error_starts`. With None, the orders grow in
-    rungs (`SECTION_RUNGS`: up to 4, 8, 16, then `MAX_SECTIONS` second-order sections): the next rung's
+    rungs (`SECTION_RUNGS`: up to 3, 8, 16, then `MAX_SECTIONS` second-order sections): the next rung's
     designs (its orders only) are added while the best start's null on the whole audio
     (`apfdsp.metrics.null_depth_db`) deepens by at least `ORDER_MARGIN_DB`, and not once a start is
     already exact (null below -100 dB). Returns ``(starts, n_sections)``: the starts, best rung's
@@ -1099,7 +1099,7 @@ def fit_audio(
     n_sections : int or None
         Largest number of second-order sections of the equation-error start; the number of sections
         of the log-spaced and phase-fit starts. None (default): chosen from the audio (see Notes,
-        *Order*): the equation-error designs grow from 4 to 8, 16 and `MAX_SECTIONS` (32) sections
+        *Order*): the equation-error designs grow from 3 to 8, 16 and `MAX_SECTIONS` (32) sections
         while the null on the audio deepens by at least `ORDER_MARGIN_DB` (1 dB) per step; the other
         starts use 8 (`BASE_SECTIONS`).
     n_first_order : int
@@ -1274,14 +1274,16 @@ def fit_audio(
     refines it. The start takes well under a second (about 0.2 s for 1 s at 16 kHz, 0.5 s for
     0.5 s at 192 kHz).
 
-    **Order.** With ``n_sections=None`` the equation-error designs start with the orders of 4
+    **Order.** With ``n_sections=None`` the equation-error designs start with the orders of 3
     second-order sections (and `n_first_order` + 1 more), and add the orders of 8, 16, then 32
     sections (`SECTION_RUNGS`) while the best design's null on the whole audio deepens by at least
     1 dB (`ORDER_MARGIN_DB`) per rung, and not at all once a design is exact. The orders up to 8
     sections cost what a fixed ``n_sections=8`` costs (each order is designed once); more are only
-    designed where 8 improved on 4. A 12th-order allpass chain gets its order this way; an effect
-    whose error does not fall with the order until far above it (an allpass comb of 40 samples stays
-    as bad at order 18 as at order 10) needs an explicit `n_sections` here (`apfdsp.align` detects it
+    designed where 8 improved on 3. The small first rung keeps low-order designs from competing with
+    higher ones that are ill-conditioned on band-limited audio (the Surveyor on a 20 Hz - 20 kHz sweep
+    at 192 kHz: exact with orders up to 8, -61 dB with orders up to 10). A 12th-order allpass chain
+    gets its order this way; an effect whose error does not fall with the order until far above it
+    (an allpass comb of 40 samples stays as bad at order 18 as at order 8) needs an explicit `n_sections` here (`apfdsp.align` detects it
     with a probe and asks for 32).
 
     The log-spaced start chooses its integer shift and Thiran delay so that its mean group delay over
