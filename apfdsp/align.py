@@ -16,10 +16,9 @@ from .cascade import Allpass1, AllpassCascade, Delay, Polarity
 from .confidence import pair_statistics, verdict
 from .estimate import estimate
 from .exceptions import ParameterError
-from .fit import equation_error_phase_loss, fit_phase
-from .fit_audio import BASE_SECTIONS, MAX_SECTIONS, ORDER_MARGIN_DB, SECTION_RUNGS, fit_audio
-from .losses import phase_loss
-from .metrics import MixMeter, null_depth_db
+from .fit import fit_phase
+from .fit_audio import BASE_SECTIONS, more_sections
+from .metrics import MixMeter
 
 __all__ = ["align", "fit_alignment", "AlignResult", "ALIGN_DEFAULTS", "broadband_polarity", "method_label"]
 
@@ -32,16 +31,6 @@ ALIGN_DEFAULTS = {
     "max_bins": 2048,
 }
 
-#: The automatic order tries more sections only when an equation-error design of the next rung's order
-#: beats the first fit's phase loss on the estimate by this many dB (a cheap probe before a costly design).
-PROBE_MARGIN_DB = 10.0
-#: A measured magnitude response flatter than this (weighted RMS spread, dB) marks an allpass effect.
-FLAT_DB = 0.5
-#: ... and a weighted mean coherence above this.
-FLAT_COHERENCE = 0.9995
-#: A design whose null on the audio is deeper than this (dB) is exact: no more sections are tried.
-EXACT_NULL_DB = -100.0
-_TINY = np.finfo(float).tiny
 
 
 @dataclass
@@ -317,57 +306,8 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
         cells.append(Delay(float(est_shift)))
     allpass = _snap_delay(AllpassCascade(cells, fs=fs))
     if n_sections is None and structure != "stretched":
-        allpass = _more_sections(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed)
+        allpass = more_sections(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed)
     return allpass, baseline, est, result
-
-
-def _flat_magnitude(H, coherence, weights):
-    """Whether the wet looks like an allpass of the dry (up to a gain), where the time-domain design is
-    exact: the weighted spread of 20 log10 |H| about its weighted mean is below `FLAT_DB` and the
-    weighted mean coherence above `FLAT_COHERENCE` (a compressor's gain is flat too, but not linear)."""
-    level = 20 * np.log10(np.maximum(np.abs(H), _TINY))
-    total = np.sum(weights)
-    mean = np.sum(weights * level) / total
-    spread = np.sqrt(np.sum(weights * (level - mean) ** 2) / total)
-    return bool(spread < FLAT_DB and np.sum(weights * coherence) / total > FLAT_COHERENCE)
-
-
-def _more_sections(dry, wet, est, allpass, *, fs, causal, seed):
-    """The automatic order: `allpass`, or a time-domain design with more sections where that pays.
-
-    Where a probe (`apfdsp.fit.equation_error_phase_loss` of the order of `SECTION_RUNGS[-1]` sections,
-    on the Welch grid) beats the phase loss of `allpass` by `PROBE_MARGIN_DB`, the time-domain
-    equation-error design of `apfdsp.fit_audio` with orders up to that of `MAX_SECTIONS` sections is
-    made (no training); where the measured magnitude is flat (`_flat_magnitude`: the effect is an
-    allpass, on which the time-domain design is exact while the Welch estimate limits the
-    frequency-domain fit), the same design with the first rung's sections (`SECTION_RUNGS[0]`), then,
-    if that paid, with `BASE_SECTIONS`. A design is kept if its null on the audio is deeper than
-    the best so far by `ORDER_MARGIN_DB`; an exact one (null below `EXACT_NULL_DB`) ends the search.
-    """
-    keep = est.weights > 0
-    freqs, H, weights = est.freqs[keep], est.H[keep], est.weights[keep]
-    w = 2 * np.pi * freqs / fs
-    current = float(phase_loss(allpass.phase(freqs) + w * est.integer_delay, np.angle(H), weights))
-    order = 2 * SECTION_RUNGS[-1] + 1
-    probe = equation_error_phase_loss(freqs, H, fs=fs, weights=weights, order=order,
-                                      shifts=(0, -(order // 4), -(order // 2), -(3 * order // 4), -order))
-    if probe < current * 10 ** (-PROBE_MARGIN_DB / 10):
-        orders = [MAX_SECTIONS]
-    elif _flat_magnitude(H, est.coherence[keep], weights):
-        orders = [SECTION_RUNGS[0], BASE_SECTIONS]  # the first rung, and 8 sections only where that pays
-    else:
-        return allpass
-    best, best_null = allpass, null_depth_db(allpass.apply(dry), wet, fs=fs)
-    for n_sections in orders:
-        design = fit_audio(dry, wet, fs=fs, n_sections=n_sections, n_iter=0, init="equation-error",
-                           anticausal=not causal, seed=seed).cascade
-        null = null_depth_db(design.apply(dry), wet, fs=fs)
-        if not null <= best_null - ORDER_MARGIN_DB:
-            break
-        best, best_null = design, null
-        if null <= EXACT_NULL_DB:
-            break
-    return best
 
 
 def _energy_weights(est):
@@ -490,11 +430,11 @@ def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_dela
     n_sections : int or None
         Largest number of second-order allpass sections. None (default): chosen from the data. The
         frequency-domain fit gets up to 8; where an equation-error probe says a higher order would
-        fit the measured phase much better (by 10 dB, `PROBE_MARGIN_DB`), the time-domain
+        fit the measured phase much better (by 10 dB, `apfdsp.fit_audio.PROBE_MARGIN_DB`), the time-domain
         equation-error design of `apfdsp.fit_audio` with up to 32 sections
         (`apfdsp.fit_audio.MAX_SECTIONS`) is made too, and its model is kept if it beats the first
         fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). Where the
-        measured magnitude is flat (within 0.5 dB RMS, `FLAT_DB`, coherence above 0.9995: an allpass
+        measured magnitude is flat (within 0.5 dB RMS, coherence above 0.9995: an allpass
         effect), that design is made with 3 sections and, where that beats the first fit by 1 dB,
         with 8. High-order allpass effects
         (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only

@@ -45,8 +45,8 @@ from .cascade import Allpass1, Allpass2, AllpassCascade, Delay
 from .estimate import estimate
 from .exceptions import AudioError, ParameterError
 from .filters import second_order_denominator, thiran_coef
-from .fit import STRUCTURES, _Layout
-from .losses import mse_loss, multi_resolution_sum_magnitude_loss, ncc_loss, sum_magnitude_stft_loss
+from .fit import STRUCTURES, _Layout, equation_error_phase_loss
+from .losses import mse_loss, multi_resolution_sum_magnitude_loss, ncc_loss, phase_loss, sum_magnitude_stft_loss
 from .metrics import null_depth_db
 from .model import get_parameterization
 from .optim import adam_init, adam_step, cosine_schedule
@@ -55,7 +55,7 @@ from .tdfilter import sosfilt
 from .threads import single_threaded_blas
 
 __all__ = ["fit_audio", "AudioFitResult", "LOSSES", "INITS", "warmup_samples", "warmup_bound", "SECTION_RUNGS",
-           "MAX_SECTIONS", "BASE_SECTIONS", "ORDER_MARGIN_DB"]
+           "MAX_SECTIONS", "BASE_SECTIONS", "ORDER_MARGIN_DB", "more_sections"]
 
 #: Loss names accepted by `fit_audio`.
 LOSSES = ("multi-resolution", "sum-magnitude", "mse", "ncc")
@@ -90,6 +90,14 @@ BASE_SECTIONS = 8
 MAX_SECTIONS = SECTION_RUNGS[-1]
 #: A rung of more sections is kept when it deepens the null on the audio by at least this many dB.
 ORDER_MARGIN_DB = 1.0
+#: `more_sections` tries a high-order design only when an equation-error probe of the highest rung's order
+#: beats the first fit's phase loss on the estimate by this many dB (a cheap probe before a costly design).
+PROBE_MARGIN_DB = 10.0
+#: A measured magnitude response flatter than this (weighted RMS spread, dB) marks an allpass effect.
+FLAT_DB = 0.5
+#: ... and a weighted mean coherence above this.
+FLAT_COHERENCE = 0.9995
+_TINY = np.finfo(float).tiny
 
 
 # -- warm-up -------------------------------------------------------------------------------------------
@@ -980,6 +988,82 @@ def _phase_fit_start(est, *, fs, n_sections, structure, stretch, ranges, seed, o
                                 anticausal=anticausal)
 
 
+# -- the automatic order of apfdsp.align ------------------------------------------------------------
+
+
+def _flat_magnitude(H, coherence, weights):
+    """Whether the wet looks like an allpass of the dry (up to a gain), where the time-domain design is
+    exact: the weighted spread of 20 log10 |H| about its weighted mean is below `FLAT_DB` and the
+    weighted mean coherence above `FLAT_COHERENCE` (a compressor's gain is flat too, but not linear)."""
+    level = 20 * np.log10(np.maximum(np.abs(H), _TINY))
+    total = np.sum(weights)
+    mean = np.sum(weights * level) / total
+    spread = np.sqrt(np.sum(weights * (level - mean) ** 2) / total)
+    return bool(spread < FLAT_DB and np.sum(weights * coherence) / total > FLAT_COHERENCE)
+
+
+def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
+    """The automatic order of `apfdsp.align`: `allpass`, or a time-domain design with more sections where
+    that pays.
+
+    Parameters
+    ----------
+    dry, wet : ndarray
+        The pair (time on the last axis), as `fit_audio` takes them.
+    est : apfdsp.estimate.Estimate
+        The pair's estimate (relative response, coherence, weights, integer delay).
+    allpass : AllpassCascade
+        The frequency-domain fit of the pair, with its whole delay (applies to `dry`).
+    fs : float
+        Sample rate in Hz.
+    causal : bool
+        Keep the design causal (`fit_audio` ``anticausal=not causal``).
+    seed : int
+        Seed passed to `fit_audio`.
+
+    Returns
+    -------
+    AllpassCascade
+        `allpass` itself, or the design with the deepest null on the audio.
+
+    Notes
+    -----
+    Where a probe (`apfdsp.fit.equation_error_phase_loss` of the order of `SECTION_RUNGS[-1]` sections,
+    on the Welch grid) beats the phase loss of `allpass` by `PROBE_MARGIN_DB`, the time-domain
+    equation-error design of `apfdsp.fit_audio` with orders up to that of `MAX_SECTIONS` sections is
+    made (no training); where the measured magnitude is flat (`_flat_magnitude`: the effect is an
+    allpass, on which the time-domain design is exact while the Welch estimate limits the
+    frequency-domain fit), the same design with the first rung's sections (`SECTION_RUNGS[0]`), then,
+    if that paid, with `BASE_SECTIONS`. A design is kept if its null on the audio is deeper than
+    the best so far by `ORDER_MARGIN_DB`; an exact one (null below -100 dB) ends the search.
+    """
+    keep = est.weights > 0
+    freqs, H, weights = est.freqs[keep], est.H[keep], est.weights[keep]
+    w = 2 * np.pi * freqs / fs
+    current = float(phase_loss(allpass.phase(freqs) + w * est.integer_delay, np.angle(H), weights))
+    order = 2 * SECTION_RUNGS[-1] + 1
+    probe = equation_error_phase_loss(freqs, H, fs=fs, weights=weights, order=order,
+                                      shifts=(0, -(order // 4), -(order // 2), -(3 * order // 4), -order))
+    if probe < current * 10 ** (-PROBE_MARGIN_DB / 10):
+        orders = [MAX_SECTIONS]
+    elif _flat_magnitude(H, est.coherence[keep], weights):
+        orders = [SECTION_RUNGS[0], BASE_SECTIONS]  # the first rung, and 8 sections only where that pays
+    else:
+        return allpass
+    best, best_null = allpass, null_depth_db(allpass.apply(dry), wet, fs=fs)
+    for n_sections in orders:
+        design = fit_audio(dry, wet, fs=fs, n_sections=n_sections, n_iter=0, init="equation-error",
+                           anticausal=not causal, seed=seed).cascade
+        null = null_depth_db(design.apply(dry), wet, fs=fs)
+        if not null <= best_null - ORDER_MARGIN_DB:
+            break
+        best, best_null = design, null
+        if null <= _EXACT_NULL_DB:
+            break
+    return best
+
+
+
 # -- result ---------------------------------------------------------------------------------------------
 
 
@@ -1283,8 +1367,8 @@ def fit_audio(
     higher ones that are ill-conditioned on band-limited audio (the Surveyor on a 20 Hz - 20 kHz sweep
     at 192 kHz: exact with orders up to 8, -61 dB with orders up to 10). A 12th-order allpass chain
     gets its order this way; an effect whose error does not fall with the order until far above it
-    (an allpass comb of 40 samples stays as bad at order 18 as at order 8) needs an explicit `n_sections` here (`apfdsp.align` detects it
-    with a probe and asks for 32).
+    (an allpass comb of 40 samples stays as bad at order 18 as at order 8) needs an explicit
+    `n_sections` here (`apfdsp.align` detects it with a probe and asks for 32, `more_sections`).
 
     The log-spaced start chooses its integer shift and Thiran delay so that its mean group delay over
     the dry's band equals that of the estimated relative response H,
