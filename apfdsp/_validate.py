@@ -1,4 +1,30 @@
-"""Validators used at the public boundaries of apfdsp (never inside autograd-traced code)."""
+"""Validators used at the public boundaries of apfdsp (never inside autograd-traced code).
+
+Resource limits
+---------------
+Every size-like number apfdsp reads from a file or an option is checked against a bound before
+anything is allocated, so that no crafted or damaged file can exhaust the machine. The bounds
+(``LIMITS``; the tests check that this table shows them; ``apfdsp --help`` summarises them):
+
+=========================  ==================  ==========================================================
+limit                      value               applies to
+=========================  ==================  ==========================================================
+``sample_rate_hz``         1 .. 768000         every audio file and model file
+``analysis_rate_hz``       8000 .. 768000      audio that is analysed (align, fit, mix)
+``channels``               1 .. 64             every audio file
+``analysis_samples``       33554432            frames x channels of one file read whole (align, fit, mix)
+``analysis_expansion``     8                   beyond 4194304 samples: samples per byte of file, at most
+``sections``               1 .. 64             allpass sections of a fit (``--sections``)
+``max_delay_ms``           0 .. 60000          the latency searched (``--max-delay-ms``)
+``model_bytes``            4194304             size of a model file (JSON)
+``model_depth``            32                  nesting depth of a model file's JSON
+``model_cells``            1024                cells of a model
+``model_stretch``          1 .. 64             stretch factor K of one section
+``model_sos_rows``         2048                second-order sections of a model (cells x stretch)
+``model_delay_s``          60                  delay (or advance) of a model, in seconds
+``model_pole_radius``      0.999999            largest pole radius of a model (a ring time of 1e6 samples)
+=========================  ==================  ==========================================================
+"""
 
 import numbers
 
@@ -6,7 +32,41 @@ import numpy as np
 
 from .exceptions import AudioError, ParameterError
 
-__all__ = ["valid_fs", "valid_audio", "valid_sos", "valid_freqs", "valid_int", "valid_range"]
+__all__ = ["valid_fs", "valid_audio", "valid_sos", "valid_freqs", "valid_int", "valid_range", "LIMITS",
+           "json_depth"]
+
+#: The resource limits of the table above (name -> bound; pairs are inclusive ranges).
+LIMITS = {
+    "sample_rate_hz": (1, 768_000),
+    "analysis_rate_hz": (8_000, 768_000),
+    "channels": (1, 64),
+    "analysis_samples": 2**25,
+    "analysis_expansion": 8,
+    "sections": (1, 64),
+    "max_delay_ms": (0, 60_000),
+    "model_bytes": 2**22,
+    "model_depth": 32,
+    "model_cells": 1024,
+    "model_stretch": (1, 64),
+    "model_sos_rows": 2048,
+    "model_delay_s": 60,
+    "model_pole_radius": 0.999999,
+}
+# Below this many samples a file read whole is never refused for its compression ratio.
+PLAIN_SAMPLES = 2**22
+
+
+def json_depth(value):
+    """Nesting depth of a parsed JSON value (a scalar is 0), computed without recursion."""
+    depth, level = 0, [(value, 0)]
+    while level:
+        item, d = level.pop()
+        depth = max(depth, d)
+        if isinstance(item, dict):
+            level.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            level.extend((v, d + 1) for v in item)
+    return depth
 
 
 def valid_fs(fs):

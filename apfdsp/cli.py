@@ -2,16 +2,19 @@
 
 `build_parser` builds the argparse parser; `main` runs one command and returns the exit code:
 0 on success, 2 for any user error (one line ``apfdsp: error: ...`` on stderr, no traceback, no
-partial output), 1 for an unexpected exception (a bug: the traceback is printed). This is the only
-module of apfdsp that touches argparse or sys.
+partial output), 1 for an unexpected exception (a bug: the traceback is printed), 3 when the work
+is done but stdout failed, 128 + N when stopped by signal N (SIGINT, SIGTERM, SIGHUP: temporary and
+partial files are removed first). This is the only module of apfdsp that touches argparse or sys.
 
 The defaults of the fit options are read from the signature of `apfdsp.align.align`, so the command
 line and the Python API always agree (tests/test_argspec.py checks it).
 """
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import errno
 import importlib
 import inspect
 import json
@@ -19,7 +22,9 @@ import math
 import os
 import re
 import shutil
+import signal as os_signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -38,6 +43,7 @@ from .fit import STRUCTURES
 from . import io as _io
 from .io import _same_file, apply_file, audio_info, load_model, read_audio, save_model, write_audio
 from .metrics import mix_report
+from ._validate import LIMITS
 from .version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -50,6 +56,7 @@ _DEMO_DEFAULTS = {
     name: p.default for name, p in inspect.signature(demo_dry).parameters.items() if p.default is not p.empty
 }
 DEMO_DIR = "apfdsp-demo"
+_DEMO_MIN_S = 1.0  # shortest demo track: enough material for a fit
 PRETRAINED_PREFIX = "pretrained:"
 # Extensions matplotlib writes (checked before any work, so a typo does not waste a fit).
 _FIGURE_EXTENSIONS = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps", ".ps")
@@ -60,14 +67,16 @@ class _UsageError(Exception):
 
 
 # -- argument types: one clear message per bad value ---------------------------------------------------
-def _int_at_least(minimum):
+def _int_at_least(minimum, maximum=None):
+    wanted = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+
     def parse(text):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be a whole number {wanted}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be a whole number {wanted}, got {text!r}")
         return value
 
     parse.__name__ = f"integer >= {minimum}"
@@ -91,14 +100,14 @@ def _float_in(lo, hi, *, lo_open=False, what="number"):
     return parse
 
 
-def _positive_float(what):
+def _positive_float(what, maximum):
     def parse(text):
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"must be a positive {what}, got {text!r}")
+        if not (math.isfinite(value) and 0 < value <= maximum):
+            raise argparse.ArgumentTypeError(f"must be a positive {what} <= {maximum:g}, got {text!r}")
         return value
 
     parse.__name__ = what
@@ -135,7 +144,19 @@ start here:
   apfdsp apply amp.json other_dry.wav -o other_dry_aligned.wav
 
 Run 'apfdsp COMMAND --help' for the options and an example of each command.
-Exit codes: 0 success, 2 a problem with the input or options (nothing is written), 1 a bug.
+Exit codes: 0 success, 2 a problem with the input or options (nothing is written), 1 a bug,
+3 the files are written but the summary could not be printed, 128+N stopped by signal N
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; no partial or temporary file is left).
+
+""" + f"""
+limits: sample rates {LIMITS['sample_rate_hz'][0]} Hz to {LIMITS['sample_rate_hz'][1] // 1000} kHz \
+({LIMITS['analysis_rate_hz'][0] // 1000} kHz to {LIMITS['analysis_rate_hz'][1] // 1000} kHz for align, fit and mix), \
+{LIMITS['channels'][0]} to {LIMITS['channels'][1]} channels.
+align, fit and mix read each file whole, up to {LIMITS['analysis_samples']} samples (frames x channels, \
+about {LIMITS['analysis_samples'] / 2 / 48000 / 60:.1f} min of
+48 kHz stereo): fit on an excerpt and 'apfdsp apply' the model to longer files (it streams any length).
+Model files: at most {LIMITS['model_bytes'] // 2**20} MB, {LIMITS['model_cells']} cells, stretch \
+{LIMITS['model_stretch'][1]}, {LIMITS['model_delay_s']} s of delay.
 """
 
 _NUMBERS_HELP = """\
@@ -309,7 +330,7 @@ def _add_shift_option(p, *, wet_out):
 
 def _add_fit_options(p, *, resample=True):
     g = p.add_argument_group("fit options")
-    g.add_argument("--sections", dest="n_sections", metavar="N", type=_int_at_least(1),
+    g.add_argument("--sections", dest="n_sections", metavar="N", type=_int_at_least(*LIMITS["sections"]),
                    default=API_DEFAULTS["n_sections"],
                    help="most second-order allpass sections the fit may use; more follow a more complex "
                         "phase response, but take longer (default: chosen from the audio: up to 8, and up "
@@ -319,7 +340,7 @@ def _add_fit_options(p, *, resample=True):
     g.add_argument("--seed", metavar="N", type=_int_at_least(0), default=API_DEFAULTS["seed"],
                    help="seed of the fit's random starts; the same seed gives the same result "
                         "(default: %(default)s)")
-    g.add_argument("--max-delay-ms", metavar="MS", type=_positive_float("number of milliseconds"),
+    g.add_argument("--max-delay-ms", metavar="MS", type=_positive_float("number of milliseconds", LIMITS["max_delay_ms"][1]),
                    default=1e3 * API_DEFAULTS["max_delay_s"],
                    help="largest latency searched, either way, in milliseconds (default: %(default)g)")
     g.add_argument("--per-channel", action="store_true", default=API_DEFAULTS["per_channel"],
@@ -407,7 +428,7 @@ def build_parser():
     p = command("demo", "try apfdsp on built-in example material", _DEMO_DESCRIPTION, _DEMO_EPILOG)
     p.add_argument("-o", "--output-dir", metavar="DIR", default=os.path.join(".", DEMO_DIR),
                    help="directory to write the files into; created if missing (default: %(default)s)")
-    p.add_argument("--duration", metavar="S", type=_float_in(0.0, 600.0, lo_open=True, what="number of seconds"),
+    p.add_argument("--duration", metavar="S", type=_float_in(_DEMO_MIN_S, 600.0, what="number of seconds"),
                    default=_DEMO_DEFAULTS["duration_s"], help="length of the demo track in seconds (default: %(default)g)")
     _add_subtype_option(p, default="PCM_24")
     _add_output_options(p)
@@ -541,6 +562,7 @@ def _check_outputs(outputs, inputs, subtype=None):
             raise OutputError(f"cannot write {option} {path!r}: directory {directory!r} does not exist; create it first")
         if not os.access(directory, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write {option} {path!r}: directory {directory!r} is not writable")
+        _io.check_output_name(path)
         seen.append((option, path))
 
 
@@ -595,6 +617,18 @@ def _match_rates(wet, fs_dry, fs_wet, *, resample, dry_path, wet_path):
     return signal.resample_poly(wet, ratio.numerator, ratio.denominator, axis=-1), fs_wet
 
 
+def _check_material(x, fs, role, path):
+    """Refuse audio that cannot be analysed, in a user's terms: its rate, DC only, practically silent."""
+    lo, hi = LIMITS["analysis_rate_hz"]
+    if not lo <= fs <= hi:
+        raise AudioError(f"{role} {path!r} is sampled at {fs} Hz; align, fit and mix analyse {lo} to {hi} Hz audio")
+    floor = 1e-10  # -200 dBFS: far below the quietest step of a 24-bit file
+    if np.max(np.abs(x - np.mean(x, axis=-1, keepdims=True))) < floor:
+        if np.max(np.abs(x)) >= floor:
+            raise AudioError(f"{role} {path!r} holds only a constant (DC) level: there is no sound to align")
+        raise AudioError(f"{role} {path!r} is practically silent (peak below -200 dBFS): there is nothing to align")
+
+
 def _fit_kwargs(args):
     return dict(n_sections=args.n_sections, structure=args.structure, seed=args.seed,
                 max_delay_s=args.max_delay_ms / 1e3, per_channel=args.per_channel, causal=args.causal)
@@ -642,13 +676,10 @@ def _plot_module():
 def _model_summary(cascade, metadata):
     """Delay, polarity, method and sections of a loaded model, as in `AlignResult.summary`.
 
-    The delay is the bulk delay measured when the model was fitted (stored in its metadata by
-    ``apfdsp align`` / ``apfdsp fit``), else the model's pure delay cells.
+    The delay is the one the model holds (its delay cells), never a number from its metadata, which
+    an edited file may contradict.
     """
-    stored = metadata.get("summary") if isinstance(metadata, dict) else None
-    delay = stored.get("delay_samples") if isinstance(stored, dict) else None
-    if not isinstance(delay, (int, float)) or isinstance(delay, bool):
-        delay = sum(c.samples for c in cascade if isinstance(c, Delay))
+    delay = sum(c.samples for c in cascade if isinstance(c, Delay))
     sections = sum(1 for c in cascade if isinstance(c, (Allpass1, Allpass2)))
     method = "allpass" if sections else "delay+polarity"
     out = {"delay_samples": float(delay), "delay_ms": 1e3 * float(delay) / cascade.fs, "method": method,
@@ -768,13 +799,22 @@ def _summary_lines(record, title):
     return lines
 
 
+def _print_out(text):
+    """Print the result of a finished command on stdout; a failure there is `_StdoutLost`, not a user error."""
+    try:
+        if sys.stdout is None:  # started with stdout closed
+            raise OSError(errno.EBADF, "stdout is closed")
+        _say(sys.stdout, text)
+        sys.stdout.flush()
+    except OSError as err:  # the work is done: say so, and do not claim that nothing was written
+        raise _StdoutLost(_stdout_lost_message(err)) from None
+
+
 def _emit(args, record, title, notes=()):
     if args.json:
-        print(json.dumps(record, allow_nan=False))
+        _print_out(json.dumps(record, allow_nan=False))
     elif not args.quiet:
-        print("\n".join(_summary_lines(record, title)))
-        for note in notes:
-            print(note)
+        _print_out("\n".join(_summary_lines(record, title) + list(notes)))
 
 
 def _advanced_note(result):
@@ -810,6 +850,8 @@ def _read_pair(args, progress):
     progress.stage("reading audio")
     dry, fs, dry_info = read_audio(args.dry)
     wet, fs_wet, _ = read_audio(args.wet)
+    _check_material(dry, fs, "DRY", args.dry)
+    _check_material(wet, fs_wet, "WET", args.wet)
     wet, wet_rate = _match_rates(wet, fs, fs_wet, resample=args.resample, dry_path=args.dry, wet_path=args.wet)
     return dry, wet, fs, dry_info, wet_rate
 
@@ -860,8 +902,8 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
             written.append(model_out)
         if report is not None:
             progress.stage("drawing the report")
-            _draw_report(report, drawn, dry, wet, fs, title=f"{os.path.basename(args.dry)} vs "
-                                                              f"{os.path.basename(args.wet)}")
+            _draw_report(report, drawn, dry, wet, fs, title=_displayable(f"{os.path.basename(args.dry)} vs "
+                                                                         f"{os.path.basename(args.wet)}"))
             written.append(report)
     finally:
         progress.close()
@@ -1007,22 +1049,69 @@ def _cmd_plot(args):
     model_path = _resolve_model(args.model)
     _check_outputs([("-o", args.output, "figure")], [model_path])
     cascade, _ = load_model(model_path)
-    title = args.title if args.title is not None else os.path.basename(args.model)
+    title = _displayable(args.title if args.title is not None else os.path.basename(args.model))
     _plot_module().model_figure(cascade, args.output, title=title)
     if not args.quiet:
-        print(f"apfdsp plot: wrote {args.output}")
+        _print_out(f"apfdsp plot: wrote {args.output}")
     return 0
 
 
 def _cmd_demo(args):
+    """The demo writes into a hidden staging directory inside DIR and moves the files into DIR at the
+    end, so that a failure or a signal leaves DIR as it was (and removes DIR if the demo created it)."""
     start = time.perf_counter()
     out_dir = args.output_dir
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputError(f"cannot use -o {out_dir!r}: it is a file, not a directory")
+    created = not os.path.isdir(out_dir)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as err:
-        raise OutputError(f"cannot create the directory {out_dir!r}: {err.strerror or err}") from None
+        raise OutputError(f"cannot create the directory {out_dir!r}: {_io.os_error_text(err)}") from None
+    staging = None
+    try:
+        staging = tempfile.mkdtemp(prefix=_io.TEMPORARY_PREFIX, dir=out_dir)
+        record, notes = _demo_files(args, staging)
+        with _signals_deferred():
+            for name in sorted(os.listdir(staging)):
+                os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+    except BaseException:
+        with _signals_deferred():
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(out_dir)
+        raise
+    os.rmdir(staging)
+
+    def final(path):
+        return os.path.join(out_dir, os.path.relpath(path, staging)) if isinstance(path, str) else path
+
+    record.update({key: final(record.get(key)) for key in ("dry_path", "wet_path", "output_path", "model_path")})
+    record.update(elapsed_s=time.perf_counter() - start, files_written=[final(f) for f in record["files_written"]],
+                  output_dir=out_dir)
+    _emit(args, record, f"apfdsp demo: a {args.duration:g} s synthetic track through a virtual-analog-style "
+                        f"effect, aligned ({record['fs']} Hz)", notes)
+    return 0
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold back SIGINT / SIGTERM / SIGHUP (where the OS allows) until the block is done."""
+    mask = getattr(os_signal, "pthread_sigmask", None)
+    if mask is None:
+        yield
+        return
+    old = mask(os_signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        mask(os_signal.SIG_SETMASK, old)
+
+
+def _demo_files(args, out_dir):
+    """Write the demo's files into `out_dir`; return (record, notes)."""
     paths = {name: os.path.join(out_dir, f"{name}.{ext}") for name, ext in (
         ("dry", "wav"), ("wet", "wav"), ("dry_aligned", "wav"), ("model", "json"), ("report", "png"),
         ("mix_before", "wav"), ("mix_after", "wav"))}
@@ -1047,7 +1136,7 @@ def _cmd_demo(args):
     write_audio(paths["mix_before"], _mix(dry, wet, 0.5), fs, subtype=args.subtype)
     write_audio(paths["mix_after"], _mix(result.aligned, wet, 0.5), fs, subtype=args.subtype)
     files = [paths["dry"], paths["wet"]] + record["files_written"] + [paths["mix_before"], paths["mix_after"]]
-    record.update(elapsed_s=time.perf_counter() - start, files_written=files, output_dir=out_dir)
+    record.update(files_written=files)
     if report is None:
         notes.append("note: report.png was skipped: the plotting module apfdsp.plot is not available")
     notes += [
@@ -1056,9 +1145,7 @@ def _cmd_demo(args):
         "alignment (the comb filtering is gone). Then try your own files:",
         "  apfdsp align DRY.wav WET.wav -o DRY_aligned.wav --model-out model.json",
     ]
-    _emit(args, record, f"apfdsp demo: a {args.duration:g} s synthetic track through a virtual-analog-style "
-                        f"effect, aligned ({fs} Hz)", notes)
-    return 0
+    return record, notes
 
 
 def _plot_available():
@@ -1104,12 +1191,122 @@ def _cmd_pretrained(args):
 _OPTION_NAMES = {"n_sections": "--sections", "structure": "--structure", "seed": "--seed"}
 
 
+# Library messages about what the audio lacks -> what it means to a CLI user (the API's names mean nothing there).
+_CLI_TERMS = (
+    (r"^(freqs|f) must be .*", "the audio has too little usable content across the spectrum to fit a filter: use a "
+                               "few seconds of broadband material (a full mix, drums, noise)"),
+    (r"^pole frequency range .*", "the sample rate is too low to fit an allpass filter"),
+    (r"^all fitting weights are zero.*", "DRY and WET share no coherent sound at any frequency: are they the same "
+                                          "take before and after the effect?"),
+    (r"^cannot write (.*): subtype '(\w+)' is not available for (\w+) files; pass subtype=.*",
+     r"cannot write \1: the input's sample format (\2) does not exist in \3 files; write the input's file type "
+     r"(e.g. .wav), and convert it with another tool if you need \3"),
+    (r"^(x|y|x or y) is silent.*", "DRY or WET is silent over the part apfdsp measures (a long silence at the "
+                                   "start?): trim the silence and try again"),
+    (r"^duration_s must lie in \[([^,]+), .*", r"--duration must be at least \1 seconds"),
+)
+
+
 def _option_names(message):
+    for pattern, text in _CLI_TERMS:
+        if re.match(pattern, message):
+            return re.sub(pattern, text, message, flags=re.DOTALL)
     return re.sub(r"\b(" + "|".join(_OPTION_NAMES) + r")\b(?= must)", lambda m: _OPTION_NAMES[m.group(1)], message)
 
 
+def _say(stream, text):
+    """Print `text` on `stream`; characters it cannot encode (non-UTF-8 file names) are escaped."""
+    try:
+        print(text, file=stream)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream)
+
+
+def _displayable(text):
+    """`text` with the undecodable bytes of file names (surrogate escapes) shown as U+FFFD, for figures."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _error(message):
-    print(f"apfdsp: error: {' '.join(str(message).split())}", file=sys.stderr)
+    _say(sys.stderr, f"apfdsp: error: {' '.join(str(message).split())}")
+
+
+# The terminating signals the command line cleans up after (temporary and partial files are removed).
+_SIGNALS = tuple(getattr(os_signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(os_signal, name))
+
+
+class _Terminated(BaseException):
+    """Raised by the handler of SIGTERM / SIGHUP, so that every ``finally`` and clean-up runs (as for Ctrl-C)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    for sig in _SIGNALS:  # one clean-up, not interrupted by the next signal
+        os_signal.signal(sig, os_signal.SIG_IGN)
+    if signum == os_signal.SIGINT:
+        raise KeyboardInterrupt
+    raise _Terminated(signum)
+
+
+class _SignalHandlers:
+    """Install `_on_signal` for `_SIGNALS` (main thread only) and restore the previous handlers on exit."""
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in _SIGNALS:
+                self.previous[sig] = os_signal.signal(sig, _on_signal)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            os_signal.signal(sig, handler if handler is not None else os_signal.SIG_DFL)
+
+
+class _StdoutLost(Exception):
+    """The results were written, but printing them on stdout failed (a closed pipe, a full disk)."""
+
+
+def _stdout_lost_message(err):
+    return f"the command finished (its files are written), but printing on stdout failed: {_io.os_error_text(err)}"
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null, so that Python's final flush does not fail again at exit."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _run(args):
+    """Run the command; return ``(code, message)``: the exit code and the one-line error (or None)."""
+    try:
+        with _SignalHandlers():
+            return args.func(args), None
+    except ApfdspError as err:
+        return 2, _option_names(str(err))
+    except _StdoutLost as err:
+        return 3, str(err)
+    except OSError as err:
+        where = f"{err.filename!r}: " if err.filename else ""
+        return 2, f"{where}{_io.os_error_text(err)}"
+    except MemoryError:
+        return 2, ("out of memory: this input needs more memory than the machine has; "
+                   "use a shorter excerpt (see 'apfdsp --help' for the limits)")
+    except KeyboardInterrupt:
+        return 128 + int(os_signal.SIGINT), "interrupted (Ctrl-C): stopped; no partial file was left"
+    except _Terminated as stop:
+        name = os_signal.Signals(stop.signum).name
+        return 128 + stop.signum, f"terminated by {name}: stopped; no partial file was left"
+    except Exception:  # a bug: show it
+        traceback.print_exc()
+        _say(sys.stderr, "apfdsp: internal error: this is a bug; please report it with the traceback above")
+        return 1, None
 
 
 def main(argv=None):
@@ -1124,7 +1321,10 @@ def main(argv=None):
     -------
     code : int
         0 on success, 2 for a user error (bad options, unusable input, unwritable output), 1 for an
-        unexpected error (a bug; the traceback is printed), 130 when interrupted.
+        unexpected error (a bug; the traceback is printed), 3 when the files were written but the
+        summary could not be printed on stdout (a closed pipe, a full disk), 128 + N when stopped
+        by signal N (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP; no partial or temporary file
+        is left).
     """
     parser = build_parser()
     try:
@@ -1140,29 +1340,13 @@ def main(argv=None):
         return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
-        try:
-            code = args.func(args)
-        except ApfdspError as err:
-            code = 2
-            message = _option_names(str(err))
-        except OSError as err:
-            code = 2
-            where = f"{err.filename!r}: " if err.filename else ""
-            message = f"{where}{err.strerror or err}"
-        except KeyboardInterrupt:
-            code = 130
-            message = "interrupted"
-        except Exception:  # a bug: show it
-            traceback.print_exc()
-            print("apfdsp: internal error: this is a bug; please report it with the traceback above",
-                  file=sys.stderr)
-            code = 1
-            message = None
-        else:
-            message = None
-    for w in caught:
-        text = str(w.message).replace("write subtype='FLOAT'", "pass --subtype FLOAT")
-        print(f"apfdsp: warning: {' '.join(text.split())}", file=sys.stderr)
-    if message is not None:
-        _error(message)
+        code, message = _run(args)
+    if code == 3:
+        _silence_stdout()
+    with contextlib.suppress(OSError):
+        for w in caught:
+            text = str(w.message).replace("write subtype='FLOAT'", "pass --subtype FLOAT")
+            _say(sys.stderr, f"apfdsp: warning: {' '.join(text.split())}")
+        if message is not None:
+            _error(message)
     return code

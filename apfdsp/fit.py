@@ -664,7 +664,7 @@ def fit_phase(
         layout = base.replace(n2=len(peaks))
         starts.append(("group-delay", layout, layout.t_from(peaks, [], frac or 1.0)))
     lo, hi = max(freqs[weights > 0].min(), ranges.fc_min_hz), min(freqs[weights > 0].max(), ranges.fc_limits(fs)[1])
-    for _ in range(n_random):
+    for _ in range(max(n_random, 0 if starts else 1)):  # no start from the designs: one random start
         n2 = n_sections
         radius = rng.uniform(0.3, 0.95, n2)
         fc = np.exp(rng.uniform(np.log(lo), np.log(hi), n2))

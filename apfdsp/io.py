@@ -7,11 +7,15 @@ destination, so a failure never leaves a partial output behind. Inputs are never
 """
 
 import contextlib
+import errno
 import json
 import numbers
 import os
+import re
 import secrets
 import shutil
+import stat
+import sys
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -20,14 +24,14 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from ._validate import valid_fs, valid_int
-from .cascade import AllpassCascade
+from ._validate import LIMITS, PLAIN_SAMPLES, json_depth, valid_fs, valid_int
+from .cascade import AllpassCascade, Delay
 from .exceptions import AudioError, ModelFileError, OutputError, ParameterError
 from .version import __version__
 
 __all__ = [
     "read_audio", "write_audio", "apply_file", "save_model", "load_model", "MODEL_FORMAT", "MODEL_FORMAT_VERSION",
-    "audio_info", "read_audio_blocks", "write_text",
+    "audio_info", "read_audio_blocks", "write_text", "os_error_text", "same_file", "check_output_name",
 ]
 
 MODEL_FORMAT = "apfdsp-model"
@@ -55,12 +59,94 @@ def _path_str(path, name):
         raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}") from None
 
 
+def _sf_name(path):
+    """`path` as soundfile can open it: bytes when it holds undecodable bytes (surrogate escapes) of a file name."""
+    try:
+        path.encode(sys.getfilesystemencoding())
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
 def _one_line(err):
+    if isinstance(err, OSError) and err.errno is not None:
+        return os_error_text(err)
     return " ".join(str(err).split())
 
 
-def _same_file(a, b):
-    """True when paths `a` and `b` name the same file (or would, once `a` exists)."""
+# What an errno means to a user, beyond the system's own words.
+_ERRNO_HINTS = {
+    errno.ENOSPC: "free some space, or write to another drive",
+    errno.EDQUOT: "free some space, or write to another drive",
+    errno.EACCES: "check the permissions of the file and its directory",
+    errno.EPERM: "check the permissions of the file and its directory",
+    errno.EROFS: "the drive is mounted read-only; write to another drive",
+    errno.ENAMETOOLONG: "the file system allows names of up to 255 bytes",
+    errno.EFBIG: "the file system or a size limit allows no larger file; write to another drive",
+    errno.EIO: "a failing disk or a disconnected drive?",
+    errno.EPIPE: "the reader went away",
+}
+
+
+def os_error_text(err):
+    """What an `OSError` means, in a user's words: the system's text for its errno, and a hint.
+
+    Parameters
+    ----------
+    err : OSError
+        The error; its ``errno`` chooses the text (its own text when it has no errno).
+
+    Returns
+    -------
+    text : str
+        One line, without the file name.
+
+    Examples
+    --------
+    >>> import errno
+    >>> os_error_text(OSError(errno.ENOSPC, "No space left on device"))
+    'No space left on device (free some space, or write to another drive)'
+    """
+    code = getattr(err, "errno", None)
+    if not code:
+        return " ".join(str(err).split())
+    text = os.strerror(code)
+    return f"{text} ({_ERRNO_HINTS[code]})" if code in _ERRNO_HINTS else text
+
+
+def _libsndfile_os_error(err, path):
+    """An `OSError` with the errno behind libsndfile's "System error." (read on this thread), else None."""
+    if "system error" not in str(err).lower():
+        return None
+    ffi = getattr(sf, "_ffi", None)
+    code = getattr(ffi, "errno", 0) if ffi is not None else 0
+    if not code:
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or ".").free == 0:
+                code = errno.ENOSPC
+    return OSError(code, os.strerror(code), path) if code else None
+
+
+@contextlib.contextmanager
+def _os_errors(path):
+    """Turn a libsndfile "System error." raised inside into the `OSError` (errno) behind it."""
+    try:
+        yield
+    except sf.LibsndfileError as err:
+        os_err = _libsndfile_os_error(err, path)
+        if os_err is None:
+            raise
+        raise os_err from None
+
+
+def same_file(a, b):
+    """True when paths `a` and `b` name the same file (or would, once `a` exists).
+
+    Examples
+    --------
+    >>> same_file("a.wav", "./a.wav")
+    True
+    """
     if os.path.exists(a) and os.path.exists(b):
         try:
             return os.path.samefile(a, b)
@@ -69,8 +155,24 @@ def _same_file(a, b):
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
+_same_file = same_file  # the name other modules of apfdsp used before it was public
+
+
+def _special_file(path):
+    """True when `path` (after symbolic links) exists and is not a regular file: /dev/null, a FIFO, ..."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def _check_output_path(path, inputs):
-    """Refuse output paths that are inputs, directories, or in a missing/read-only directory."""
+    """Refuse output paths that are inputs, directories, or in a missing/read-only directory.
+
+    Returns the path to write: `path` itself, or the file a symbolic link `path` points to (so the
+    link is kept and its target replaced, as a shell's ``>`` would).
+    """
     path = _path_str(path, "path")
     if isinstance(inputs, (str, bytes, os.PathLike)):
         inputs = (inputs,)
@@ -82,12 +184,50 @@ def _check_output_path(path, inputs):
             )
     if os.path.isdir(path):
         raise OutputError(f"cannot write {path!r}: it is a directory; give a file name")
+    if os.path.islink(path):
+        path = os.path.realpath(path)
+    if _special_file(path):
+        return path
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise OutputError(f"cannot write {path!r}: directory {directory!r} does not exist; create it first")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {path!r}: directory {directory!r} is not writable")
+    check_output_name(path)
     return path
+
+
+def check_output_name(path):
+    """Refuse (`OutputError`), before any work, a file name longer than its directory's file system allows.
+
+    Examples
+    --------
+    >>> check_output_name("a" * 300 + ".wav")
+    Traceback (most recent call last):
+    ...
+    apfdsp.exceptions.OutputError: cannot write 'aaa...': its name is 304 bytes long, ...
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        name_max = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return
+    length = len(os.fsencode(os.path.basename(path)))
+    if name_max and length > name_max:
+        raise OutputError(
+            f"cannot write {path!r}: its name is {length} bytes long, the file system allows {name_max}; "
+            "choose a shorter name"
+        )
+
+
+@contextlib.contextmanager
+def _disk_fd(path):
+    """A file descriptor of the regular file `path` (for `os.posix_fadvise`), or None for a special file."""
+    if _special_file(path):
+        yield None
+        return
+    with open(path, "rb") as disk:
+        yield disk.fileno()
 
 
 def _fsync(path):
@@ -98,36 +238,56 @@ def _fsync(path):
         os.close(fd)
 
 
+def _write_error(path, err):
+    """The `OutputError` for a failure `err` (OSError or libsndfile's) while writing `path`."""
+    if isinstance(err, sf.LibsndfileError):
+        err = _libsndfile_os_error(err, path) or err
+    return OutputError(f"cannot write {path!r}: {_one_line(err)}")
+
+
+#: Prefix of apfdsp's temporary files: short, so that any valid output name works beside them.
+TEMPORARY_PREFIX = ".apfdsp-"
+
+
 @contextlib.contextmanager
 def _atomic_output(path, *, inputs=()):
     """Yield a temporary path next to `path`; on success fsync it and rename it to `path`.
 
-    On any exception (including KeyboardInterrupt) the temporary file is removed and `path` is
-    left as it was.
+    On any exception (including KeyboardInterrupt and the exceptions the command line raises on
+    SIGTERM and SIGHUP) the temporary file is removed and `path` is left as it was. The temporary
+    file has a short hidden name of its own (``.apfdsp-<random>.tmp``), so that an output name as
+    long as the file system allows still works. A special file (``/dev/null``, a FIFO, a device;
+    also through a symbolic link) is written directly: it cannot be replaced, and its mode is left
+    alone. A symbolic link to a regular file keeps pointing to it: its target is replaced.
     """
     path = _check_output_path(path, inputs)
-    directory, base = os.path.split(os.path.abspath(path))
-    while True:
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
+    if _special_file(path):
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise OutputError(f"cannot write {path!r}: {_one_line(err)}") from None
+            yield path
+        except (OSError, sf.LibsndfileError) as err:
+            raise _write_error(path, err) from None
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
     try:
+        while tmp is None:
+            tmp = os.path.join(directory, f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}.tmp")  # named before made
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:  # another file's name (1 in 2**48): not ours to remove
+                tmp = None
         yield tmp
         _fsync(tmp)
-        if os.path.exists(path):
+        if os.path.isfile(path):
             with contextlib.suppress(OSError):
                 shutil.copymode(path, tmp)
         os.replace(tmp, path)
     except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
         if isinstance(err, (OSError, sf.LibsndfileError)):
-            raise OutputError(f"cannot write {path!r}: {_one_line(err)}") from err
+            raise _write_error(path, err) from None
         raise
     with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX only)
         fd = os.open(directory, os.O_RDONLY)
@@ -183,13 +343,72 @@ def _open_input(path):
     if os.path.isdir(path):
         raise AudioError(f"audio file {path!r} is a directory, not a file")
     try:
-        f = sf.SoundFile(path)
+        f = sf.SoundFile(_sf_name(path))
     except _READ_ERRORS as err:
         raise AudioError(f"cannot read audio file {path!r}: {_one_line(err)}") from None
-    if f.frames == 0:
+    try:
+        _check_header(path, f)
+    except BaseException:
         f.close()
-        raise AudioError(f"audio file {path!r} is empty (0 frames)")
+        raise
     return path, f
+
+
+# libsndfile's log line for a chunk whose size in the header exceeds the file: "data : 2880000 (should be 48000)".
+_SHORT_CHUNK = re.compile(r"^\s*(data|SSND|ds64 data)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Sizes that writers use for "unknown length" (streamed output): not a sign of truncation.
+_STREAMED_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFFFFFFFFFF}
+
+
+def _check_header(path, f):
+    """Refuse an implausible header (rate, channels, no frames) and warn about a truncated file."""
+    lo, hi = LIMITS["sample_rate_hz"]
+    if not lo <= f.samplerate <= hi:
+        raise AudioError(
+            f"audio file {path!r} claims a sample rate of {f.samplerate} Hz, outside the {lo}-{hi} Hz apfdsp "
+            "handles; the file is damaged or not audio"
+        )
+    lo, hi = LIMITS["channels"]
+    if not lo <= f.channels <= hi:
+        raise AudioError(f"audio file {path!r} has {f.channels} channels; apfdsp handles {lo} to {hi}")
+    if f.frames == 0:
+        raise AudioError(f"audio file {path!r} is empty (0 frames)")
+    try:
+        log = f.extra_info
+    except _READ_ERRORS:
+        return
+    short = _SHORT_CHUNK.search(log or "")
+    if short and int(short.group(2)) not in _STREAMED_SIZES and int(short.group(2)) > int(short.group(3)):
+        announced, held = int(short.group(2)), int(short.group(3))
+        warnings.warn(
+            f"audio file {path!r} is truncated: its header announces {announced} bytes of audio "
+            f"({announced / max(held, 1):.3g} times what it holds), the file holds {held} bytes "
+            f"({f.frames / f.samplerate:.3f} s); only those are used",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _check_whole_read(path, f):
+    """Refuse, before reading, a file too large to hold in memory, or one that expands implausibly."""
+    samples = f.frames * f.channels
+    limit = LIMITS["analysis_samples"]
+    if samples > limit:
+        raise AudioError(
+            f"audio file {path!r} holds {samples} samples (frames x channels), more than the {limit} apfdsp "
+            f"analyses at once ({limit / f.channels / f.samplerate / 60:.1f} min at this rate and channel count); "
+            "fit on an excerpt, then apply the model to the whole file (apfdsp apply streams any length)"
+        )
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return
+    ratio = LIMITS["analysis_expansion"]
+    if samples > PLAIN_SAMPLES and samples > ratio * size:
+        raise AudioError(
+            f"audio file {path!r} is {size} bytes but announces {samples} samples, more than {ratio} per byte: it is "
+            "damaged or crafted, mostly digital silence, or a low-bitrate lossy file; refusing to decode it whole "
+            "for analysis (convert it to WAV first if it is real audio)"
+        )
 
 
 def _info(f):
@@ -228,7 +447,15 @@ def read_audio(path, *, always_2d=False, allow_silent=False):
     ------
     AudioError
         If the file is missing, unreadable or corrupt, empty, holds NaN or Inf samples, or is silent
-        (unless `allow_silent`).
+        (unless `allow_silent`); if its header is implausible (sample rate, channels outside
+        `apfdsp._validate.LIMITS`); if it holds more samples than apfdsp analyses at once, or many more
+        than its size allows (checked before reading); if fewer frames can be read than it announces.
+
+    Warns
+    -----
+    UserWarning
+        If the header announces more audio than the file holds (a truncated WAV or AIFF file, which
+        libsndfile reads up to its end).
 
     See Also
     --------
@@ -252,12 +479,18 @@ def read_audio(path, *, always_2d=False, allow_silent=False):
     path, f = _open_input(path)
     with f:
         info = _info(f)
+        _check_whole_read(path, f)
         try:
             data = f.read(dtype="float64", always_2d=True)
         except _READ_ERRORS as err:
             raise AudioError(f"cannot read audio file {path!r}: {_one_line(err)}") from None
     if data.shape[0] == 0:
         raise AudioError(f"audio file {path!r} is empty (0 frames could be read)")
+    if data.shape[0] < info["frames"]:
+        raise AudioError(
+            f"audio file {path!r} is truncated or damaged: its header announces {info['frames']} frames, "
+            f"only {data.shape[0]} could be read"
+        )
     if not np.all(np.isfinite(data)):
         raise AudioError(f"audio file {path!r} contains NaN or Inf samples; clean the audio first")
     if not allow_silent and not np.any(data):
@@ -352,8 +585,8 @@ def write_audio(path, x, fs, *, subtype=None, format=None, inputs=()):
         if peak > 1:
             _warn_clipping(path, subtype, peak)
             arr = np.clip(arr, -1.0, 1.0)
-    with _atomic_output(path, inputs=inputs) as tmp:
-        with sf.SoundFile(tmp, "w", samplerate=int(fs), channels=arr.shape[0], subtype=subtype, format=format) as f:
+    with _atomic_output(path, inputs=inputs) as tmp, _os_errors(tmp):
+        with sf.SoundFile(_sf_name(tmp), "w", samplerate=int(fs), channels=arr.shape[0], subtype=subtype, format=format) as f:
             f.write(arr.T)
 
 
@@ -395,7 +628,7 @@ class _Output:
 
     def __init__(self, fout, fd, subtype, block_size):
         self.fout, self.block_size = fout, block_size
-        self.fd = fd if hasattr(os, "posix_fadvise") else None
+        self.fd = fd if hasattr(os, "posix_fadvise") else None  # None: not a regular file
         self.clips, self.peak = _clips(subtype), 0.0
         self.dtype = np.float32 if subtype == "FLOAT" else np.float64
 
@@ -408,6 +641,10 @@ class _Output:
             self.peak = max(self.peak, float(np.max(np.abs(out))))
             np.clip(out, -1.0, 1.0, out=out)
         return out
+
+    def _put(self, data):
+        with _os_errors(self.fout.name):
+            self.fout.write(data)
 
     def _hand_to_disk(self):
         if self.fd is not None:
@@ -432,7 +669,7 @@ class _BlockWriter(_Output):
         count = min(count, self.todo)
         while count:
             n = min(count, self.block_size)
-            self.fout.write(np.zeros((n, self.fout.channels), self.dtype))
+            self._put(np.zeros((n, self.fout.channels), self.dtype))
             self.todo -= n
             count -= n
 
@@ -442,7 +679,7 @@ class _BlockWriter(_Output):
         y = y[drop : drop + self.todo]
         if not len(y):
             return
-        self.fout.write(self._samples(y))
+        self._put(self._samples(y))
         self.todo -= len(y)
         self._hand_to_disk()
 
@@ -590,7 +827,7 @@ class _PlacedWriter(_Output):
     def _write(self, start, data):
         if start != self.position:
             self.fout.seek(start)
-        self.fout.write(data)
+        self._put(data)
         self.position = start + len(data)
         self._hand_to_disk()
 
@@ -651,9 +888,9 @@ def _apply_anticausal(cascade, fin, in_path, out_path, tmp, format, subtype, blo
     process is killed.
     """
     total, channels, shift = fin.frames, fin.channels, cascade.integer_delay
-    directory = os.path.dirname(tmp)
+    directory = os.path.dirname(tmp) if not _special_file(tmp) else tempfile.gettempdir()
     _check_scratch_space(directory, 8 * channels * total, out_path)
-    anywhere = _writes_anywhere(format, subtype)
+    anywhere = _writes_anywhere(format, subtype) and not _special_file(tmp)  # /dev/null, a FIFO: in order
     passes = 2 if anywhere else 3
 
     def stage(k):  # progress of pass k (0, 1, 2) as a part of the whole
@@ -661,16 +898,15 @@ def _apply_anticausal(cascade, fin, in_path, out_path, tmp, format, subtype, blo
             return None
         return lambda done, _: progress(k * total + done, passes * total)
 
-    base = os.path.basename(out_path)
-    with tempfile.TemporaryFile(dir=directory, prefix=f".{base}.", suffix=".scratch", buffering=0) as f:
+    with tempfile.TemporaryFile(dir=directory, prefix=TEMPORARY_PREFIX, suffix=".scratch", buffering=0) as f:
         scratch = _Scratch(f, total, channels, block_size, in_path)
         done = _filter_blocks(cascade.sos, channels, _BlockReader(fin, in_path, block_size), scratch.append,
                               stage(0), total)
         if done != total:
             raise AudioError(f"cannot read audio file {in_path!r}: {total} frames announced, {done} read")
-        with sf.SoundFile(tmp, "w", fin.samplerate, channels, subtype, format=format) as fout, \
-                open(tmp, "rb") as disk:
-            write = _PlacedWriter(fout, disk.fileno(), total, shift, subtype, block_size)
+        with _os_errors(tmp), sf.SoundFile(_sf_name(tmp), "w", fin.samplerate, channels, subtype, format=format) as fout, \
+                _disk_fd(tmp) as fd:
+            write = _PlacedWriter(fout, fd, total, shift, subtype, block_size)
             sos = cascade.sos_anticausal
             if anywhere:
                 write.zeros(total + shift, total)  # the end of an advanced signal (the file has its length at once)
@@ -730,7 +966,8 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
     Warns
     -----
     UserWarning
-        If the output subtype is fixed-point and the filtered signal exceeds ``|y| = 1`` (it clips).
+        If the output subtype is fixed-point and the filtered signal exceeds ``|y| = 1`` (it clips), or if
+        the cascade's delay (or advance) is as long as the file or longer: the output is silence.
 
     See Also
     --------
@@ -796,15 +1033,23 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
                 f"resample the file to {cascade.fs:g} Hz (or fit a cascade at {fin.samplerate} Hz)"
             )
         total, channels, fs = fin.frames, fin.channels, fin.samplerate
+        shift = cascade.integer_delay
+        if abs(shift) >= total:
+            warnings.warn(
+                f"the cascade {'delays' if shift > 0 else 'advances'} by {abs(shift)} samples "
+                f"({abs(shift) / fs:.3f} s), but {in_path!r} is only {total} samples ({total / fs:.3f} s) long: "
+                "the output is silence",
+                UserWarning, stacklevel=2,
+            )
         format, subtype = _output_format(out_path, None, subtype, default_subtype=subtype or fin.subtype)
         with _atomic_output(out_path, inputs=(in_path,)) as tmp:
             if len(cascade.sos_anticausal):  # sections that run backwards in time: a backward pass
                 peak = _apply_anticausal(cascade, fin, in_path, out_path, tmp, format, subtype, block_size, progress)
             else:
-                with sf.SoundFile(tmp, "w", fs, channels, subtype, format=format) as fout, \
-                        open(tmp, "rb") as disk:
+                with _os_errors(tmp), sf.SoundFile(_sf_name(tmp), "w", fs, channels, subtype, format=format) as fout, \
+                        _disk_fd(tmp) as fd:
                     read = _BlockReader(fin, in_path, block_size)
-                    write = _BlockWriter(fout, disk.fileno(), total, cascade.integer_delay, subtype, block_size)
+                    write = _BlockWriter(fout, fd, total, cascade.integer_delay, subtype, block_size)
                     done = _filter_blocks(cascade.sos, channels, read, write, progress, total)
                     if done != total:
                         raise AudioError(
@@ -967,6 +1212,65 @@ def _check_stored_sos(path, key, value, sos):
         )
 
 
+def _read_model_json(path):
+    """The parsed JSON of a model file, refusing files too large or nested too deeply (before parsing)."""
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ModelFileError(f"model file {path!r} {what}")
+    limit, depth = LIMITS["model_bytes"], LIMITS["model_depth"]
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as err:
+        raise ModelFileError(f"cannot read model file {path!r}: {_one_line(err)}") from None
+    if len(raw) > limit:
+        raise ModelFileError(f"model file {path!r} is larger than {limit} bytes, the most apfdsp reads: it is not a model")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelFileError(f"model file {path!r} is not JSON (it is not UTF-8 text)") from None
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"model file {path!r} is not JSON ({err})") from None
+    except RecursionError:
+        doc = None
+    if doc is None or json_depth(doc) > depth:
+        raise ModelFileError(f"model file {path!r} is nested more than {depth} levels deep: it is not a model")
+    return doc
+
+
+def _check_model_bounds(path, data):
+    """Refuse, before any filter is built, a cascade dict whose sizes exceed `LIMITS` (see `apfdsp._validate`)."""
+    def refuse(what):
+        return ModelFileError(f"model file {path!r}: {what}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise refuse("bad cascade: it must be an object with a list of 'cells'")
+    fs, (lo, hi) = data.get("fs"), LIMITS["sample_rate_hz"]
+    if isinstance(fs, bool) or not isinstance(fs, (int, float)) or not lo <= fs <= hi:
+        raise refuse(f"bad cascade: fs must be a sample rate in [{lo}, {hi}] Hz, got {fs!r:.40}")
+    cells, limit = data["cells"], LIMITS["model_cells"]
+    if len(cells) > limit:
+        raise refuse(f"it has {len(cells)} cells, more than the {limit} apfdsp accepts")
+    (k_lo, k_hi), rows, delay = LIMITS["model_stretch"], 0, 0.0
+    for i, cell in enumerate(cells):
+        cell = cell if isinstance(cell, dict) else {}
+        stretch = cell.get("stretch", 1)
+        if isinstance(stretch, numbers.Real) and not isinstance(stretch, bool) and not k_lo <= stretch <= k_hi:
+            raise refuse(f"cell {i}: stretch must be an integer in [{k_lo}, {k_hi}], got {stretch!r:.40}")
+        if cell.get("type") in ("allpass1", "allpass2"):
+            rows += stretch if isinstance(stretch, int) else 1
+        samples = cell.get("samples", 0) if cell.get("type") == "delay" else 0
+        if isinstance(samples, numbers.Real) and not isinstance(samples, bool) and np.isfinite(samples):
+            delay += abs(samples)
+            rows += 1
+    if rows > LIMITS["model_sos_rows"]:
+        raise refuse(f"it needs {rows} second-order sections, more than the {LIMITS['model_sos_rows']} apfdsp accepts")
+    max_s = LIMITS["model_delay_s"]
+    if delay > max_s * fs:
+        raise refuse(f"its delays add up to {delay:.6g} samples ({delay / fs:.3g} s), more than the {max_s} s "
+                     "apfdsp accepts")
+
+
 def load_model(path):
     """Load and verify a JSON model file written by `save_model`.
 
@@ -985,7 +1289,9 @@ def load_model(path):
     Raises
     ------
     ModelFileError
-        If the file is missing, not JSON, not an apfdsp model, of a newer format version, lacks a
+        If the file is missing, not JSON, larger or more deeply nested than a model can be, not an
+        apfdsp model, exceeds a model bound of `apfdsp._validate.LIMITS` (cells, stretch factor,
+        sections, delay, sample rate: checked before any filter is built), of a newer format version, lacks a
         key (``sos_anticausal`` too when the cells include anticausal sections), holds bad cell
         values, if its stored SOS (``sos``, ``sos_anticausal``), delay, polarity or fs disagree with
         the cells (a corrupt or hand-edited file), or if the filter is unstable.
@@ -995,18 +1301,7 @@ def load_model(path):
     save_model
     """
     path = _path_str(path, "path")
-    if not os.path.isfile(path):
-        what = "is a directory" if os.path.isdir(path) else "does not exist"
-        raise ModelFileError(f"model file {path!r} {what}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except UnicodeDecodeError:
-        raise ModelFileError(f"model file {path!r} is not JSON (it is not UTF-8 text)") from None
-    except json.JSONDecodeError as err:
-        raise ModelFileError(f"model file {path!r} is not JSON ({err})") from None
-    except OSError as err:
-        raise ModelFileError(f"cannot read model file {path!r}: {_one_line(err)}") from None
+    doc = _read_model_json(path)
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path!r} is not an apfdsp model file (it lacks \"format\": \"{MODEL_FORMAT}\")")
     version = doc.get("format_version")
@@ -1020,6 +1315,7 @@ def load_model(path):
     missing = [key for key in _REQUIRED_MODEL_KEYS if key not in doc]
     if missing:
         raise ModelFileError(f"model file {path!r} is missing the key(s) {', '.join(map(repr, missing))}")
+    _check_model_bounds(path, doc["cascade"])
     try:
         cascade = AllpassCascade.from_dict(doc["cascade"])
     except (ParameterError, TypeError) as err:
@@ -1053,6 +1349,12 @@ def load_model(path):
     if radius.size and np.max(radius) >= 1:
         raise ModelFileError(
             f"model file {path!r} describes an unstable filter (pole radius {np.max(radius):.12g} >= 1)"
+        )
+    if radius.size and np.max(radius) > LIMITS["model_pole_radius"]:
+        ring_s = 1.0 / (1.0 - np.max(radius)) / cascade.fs
+        raise ModelFileError(
+            f"model file {path!r} describes a filter on the edge of stability (pole radius {np.max(radius):.12g} > "
+            f"{LIMITS['model_pole_radius']}: it would ring for about {ring_s:.3g} s); no fit makes such a model"
         )
     return cascade, metadata
 
