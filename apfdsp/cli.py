@@ -617,16 +617,37 @@ def _match_rates(wet, fs_dry, fs_wet, *, resample, dry_path, wet_path):
     return signal.resample_poly(wet, ratio.numerator, ratio.denominator, axis=-1), fs_wet
 
 
-def _check_material(x, fs, role, path):
-    """Refuse audio that cannot be analysed, in a user's terms: its rate, DC only, practically silent."""
+def _check_rate(fs, role, path):
+    """Refuse a sample rate outside what align, fit and mix analyse."""
     lo, hi = LIMITS["analysis_rate_hz"]
     if not lo <= fs <= hi:
         raise AudioError(f"{role} {path!r} is sampled at {fs} Hz; align, fit and mix analyse {lo} to {hi} Hz audio")
-    floor = 1e-10  # -200 dBFS: far below the quietest step of a 24-bit file
-    if np.max(np.abs(x - np.mean(x, axis=-1, keepdims=True))) < floor:
-        if np.max(np.abs(x)) >= floor:
+
+
+_FLOOR = 1e-10  # -200 dBFS: far below the quietest step of a 24-bit file
+
+
+def _check_levels(peak, swing, role, path):
+    """Refuse audio whose largest change (`swing`, max - min of a channel) is practically nothing."""
+    if swing < _FLOOR:
+        if peak >= _FLOOR:
             raise AudioError(f"{role} {path!r} holds only a constant (DC) level: there is no sound to align")
         raise AudioError(f"{role} {path!r} is practically silent (peak below -200 dBFS): there is nothing to align")
+
+
+def _check_material(x, fs, role, path):
+    """Refuse audio that cannot be analysed, in a user's terms: its rate, DC only, practically silent."""
+    _check_rate(fs, role, path)
+    _check_levels(np.max(np.abs(x)), np.max(np.ptp(np.atleast_2d(x), axis=-1)), role, path)
+
+
+def _check_material_file(path, role):
+    """`_check_material`'s level checks on a file of any length, block by block (after a failed fit)."""
+    peak, low, high = 0.0, np.inf, -np.inf
+    for block in _io.read_audio_blocks(path, 2**16):
+        peak = max(peak, float(np.max(np.abs(block))))
+        low, high = np.minimum(low, block.min(axis=-1)), np.maximum(high, block.max(axis=-1))
+    _check_levels(peak, float(np.max(high - low)), role, path)
 
 
 def _fit_kwargs(args):
@@ -874,9 +895,16 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
             fs, wet_rate = dry_info["samplerate"], None
             if subtype is None and audio_out is not None and _same_type(audio_out, args.dry):
                 subtype = dry_info["subtype"]
-            result, dry, wet = align_files(args.dry, args.wet, audio_out, subtype=subtype, stage=progress.stage,
-                                           callback=progress.fit_callback, strict=getattr(args, "strict", False),
-                                           **_fit_kwargs(args))
+            for role, path, info in (("DRY", args.dry, dry_info), ("WET", args.wet, wet_info)):
+                _check_rate(info["samplerate"], role, path)
+            try:
+                result, dry, wet = align_files(args.dry, args.wet, audio_out, subtype=subtype, stage=progress.stage,
+                                               callback=progress.fit_callback, strict=getattr(args, "strict", False),
+                                               **_fit_kwargs(args))
+            except ApfdspError:  # say what is wrong with the audio, if that is it
+                _check_material_file(args.dry, "DRY")
+                _check_material_file(args.wet, "WET")
+                raise
             _check_verdict(args, result)
         else:  # resampling, or --shift wet: in memory
             dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
