@@ -543,9 +543,11 @@ def write_audio(path, x, fs, *, subtype=None, format=None, inputs=()):
 
     Notes
     -----
-    The samples go to a hidden temporary file ``.<name>.<random>.tmp`` in the destination
-    directory, which is fsynced and then renamed over `path` with `os.replace`. An existing
-    `path` keeps its permission bits.
+    The samples go to a hidden temporary file ``.apfdsp-<random>.tmp`` in the destination
+    directory (a short name, so that any valid output name works), which is fsynced and then
+    renamed over `path` with `os.replace`. An existing `path` keeps its permission bits. A symbolic
+    link keeps pointing to its target, which is replaced; a special file (``/dev/null``, a FIFO) is
+    written directly. A failure, Ctrl-C or the command line's SIGTERM / SIGHUP handling leaves no file.
 
     Examples
     --------
