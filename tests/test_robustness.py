@@ -85,9 +85,11 @@ def material(tmp_path_factory):
     write_audio(wet, -np.roll(noise(FS), 20), FS, subtype="PCM_24")
     big = os.fspath(directory / "big.wav")
     write_audio(big, noise(60 * FS, channels=2, seed=1), FS, subtype="PCM_24")
+    big_wet = os.fspath(directory / "big_wet.wav")
+    write_audio(big_wet, -np.roll(noise(60 * FS, channels=2, seed=1), 30, axis=-1), FS, subtype="PCM_24")
     model = model_file(directory / "model.json", [Allpass2(0.9, 1000.0, 0.3), Allpass1(-0.5, anticausal=True),
                                                    Delay(20.4), Polarity(-1)])
-    return {"dir": directory, "short": short, "wet": wet, "big": big, "model": model}
+    return {"dir": directory, "short": short, "wet": wet, "big": big, "big_wet": big_wet, "model": model}
 
 
 # -- limits ---------------------------------------------------------------------------------------------------
@@ -130,12 +132,13 @@ def test_signal_during_apply_leaves_nothing(material, tmp_path, signum):
 
 @pytest.mark.skipif(not POSIX, reason="POSIX signals")
 @pytest.mark.parametrize("command, moment", [("align", 1.0), ("align", 3.0), ("mix", 1.0), ("mix", 3.0),
-                                             ("demo", None)])
+                                             ("align-long", 4.0), ("align-long", 7.0), ("demo", None)])
 def test_signal_during_other_commands_leaves_nothing(material, tmp_path, command, moment):
     """SIGTERM at some moment of align or mix, or once demo is staging its files: nothing partial remains."""
     out = tmp_path / "out"
     argv = {"align": ["align", material["short"], material["wet"], "-o", out / "a.wav", "--model-out", out / "m.json"],
             "mix": ["mix", material["short"], material["wet"], "--wet-ratio", "0.5", "-o", out / "mix.wav"],
+            "align-long": ["align", material["big"], material["big_wet"], "-o", out / "a.wav", "--sections", "2"],
             "demo": ["demo", "-o", out / "demo", "--duration", "2"]}[command]
     out.mkdir()
     process = subprocess.Popen(python_apfdsp(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -160,7 +163,7 @@ def assert_complete_outputs(directory):
         if os.path.isdir(path):
             assert_complete_outputs(path)
         elif name.endswith(".wav"):
-            assert read_audio(path, allow_silent=True)[0].shape[-1] in (FS, 2 * FS)
+            assert read_audio(path, allow_silent=True)[0].shape[-1] in (FS, 2 * FS, 60 * FS)
         elif name.endswith(".json"):
             load_model(path)
 
