@@ -1091,7 +1091,7 @@ def _cmd_demo(args):
     out_dir = args.output_dir
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputError(f"cannot use -o {out_dir!r}: it is a file, not a directory")
-    created = not os.path.isdir(out_dir)
+    created = _missing_directories(out_dir)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as err:
@@ -1107,9 +1107,9 @@ def _cmd_demo(args):
         with _signals_deferred():
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
-            if created:
+            for directory in created:  # innermost first; only the (empty) ones the demo made
                 with contextlib.suppress(OSError):
-                    os.rmdir(out_dir)
+                    os.rmdir(directory)
         raise
     os.rmdir(staging)
 
@@ -1122,6 +1122,15 @@ def _cmd_demo(args):
     _emit(args, record, f"apfdsp demo: a {args.duration:g} s synthetic track through a virtual-analog-style "
                         f"effect, aligned ({record['fs']} Hz)", notes)
     return 0
+
+
+def _missing_directories(path):
+    """The directories `os.makedirs(path)` would create, innermost first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.isdir(path) and path != os.path.dirname(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 @contextlib.contextmanager
@@ -1148,8 +1157,9 @@ def _demo_files(args, out_dir):
     progress.stage("making the demo material")
     try:
         dry = demo_dry(fs=fs, duration_s=args.duration)
+        wet = demo_effect(dry, fs=fs)
         write_audio(paths["dry"], dry, fs, subtype=args.subtype)
-        write_audio(paths["wet"], demo_effect(dry, fs=fs), fs, subtype=args.subtype)
+        write_audio(paths["wet"], wet, fs, subtype=args.subtype)
     finally:
         progress.close()
     report = paths["report"] if _plot_available() else None
@@ -1158,11 +1168,13 @@ def _demo_files(args, out_dir):
                                   seed=API_DEFAULTS["seed"], max_delay_ms=1e3 * API_DEFAULTS["max_delay_s"],
                                   per_channel=API_DEFAULTS["per_channel"], causal=API_DEFAULTS["causal"],
                                   subtype=args.subtype)
-    record, notes, result, dry, wet, fs = _run_align(
+    record, notes, result, *_ = _run_align(
         fit_args, command="demo", audio_out=paths["dry_aligned"], model_out=paths["model"], report=report,
         label="apfdsp demo")
+    # A long demo is aligned by streaming (result.aligned is None then): the mixes use the file written.
+    aligned = result.aligned if result.aligned is not None else read_audio(paths["dry_aligned"])[0]
     write_audio(paths["mix_before"], _mix(dry, wet, 0.5), fs, subtype=args.subtype)
-    write_audio(paths["mix_after"], _mix(result.aligned, wet, 0.5), fs, subtype=args.subtype)
+    write_audio(paths["mix_after"], _mix(aligned, wet, 0.5), fs, subtype=args.subtype)
     files = [paths["dry"], paths["wet"]] + record["files_written"] + [paths["mix_before"], paths["mix_after"]]
     record.update(files_written=files)
     if report is None:

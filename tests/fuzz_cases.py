@@ -229,7 +229,8 @@ def option_case(directory, audio, model, rnd):
     before = sorted(os.listdir(directory))
     inputs = {p: digest(p) for p in (audio, model)}
     code, _, err = run_cli(argv)
-    problems = judge(code, err, directory, before, inputs, [out_path] if os.path.dirname(out_path) == directory else [])
+    top = os.path.join(directory, os.path.relpath(out_path, directory).split(os.sep)[0])  # sub/out.wav: sub
+    problems = judge(code, err, directory, before, inputs, [top])
     for name in set(os.listdir(directory)) - set(before):  # a successful run's output: not kept for the next case
         path = os.path.join(directory, name)
         (os.remove if os.path.isfile(path) else shutil.rmtree)(path)

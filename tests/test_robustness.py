@@ -139,11 +139,12 @@ def test_signal_during_other_commands_leaves_nothing(material, tmp_path, command
     argv = {"align": ["align", material["short"], material["wet"], "-o", out / "a.wav", "--model-out", out / "m.json"],
             "mix": ["mix", material["short"], material["wet"], "--wet-ratio", "0.5", "-o", out / "mix.wav"],
             "align-long": ["align", material["big"], material["big_wet"], "-o", out / "a.wav", "--sections", "2"],
-            "demo": ["demo", "-o", out / "demo", "--duration", "2"]}[command]
+            "demo": ["demo", "-o", out / "new" / "demo", "--duration", "2"]}[command]
     out.mkdir()
     process = subprocess.Popen(python_apfdsp(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if command == "demo":
-        wait_for(lambda: os.path.isdir(out / "demo") and os.listdir(out / "demo"), process, "a staging directory")
+        staged = out / "new" / "demo"
+        wait_for(lambda: os.path.isdir(staged) and os.listdir(staged), process, "a staging directory")
     else:
         time.sleep(moment)  # some moment of starting, reading, fitting or writing
     process.send_signal(signal.SIGTERM)
@@ -152,7 +153,16 @@ def test_signal_during_other_commands_leaves_nothing(material, tmp_path, command
     assert process.returncode in (0, 128 + signal.SIGTERM, -signal.SIGTERM), err
     assert_complete_outputs(out)
     if command == "demo" and process.returncode != 0:
-        assert os.listdir(out) == []  # the demo's directory goes as a whole
+        assert os.listdir(out) == []  # the demo's directory goes as a whole, with the parent it made
+
+
+def test_long_demo_is_streamed_and_complete(tmp_path):
+    """A demo longer than what align analyses whole (its output is streamed): every file complete."""
+    code, _, err = run(["demo", "-o", tmp_path / "demo", "--duration", "25", "-q"])
+    assert code == 0, err
+    for name in ("dry", "wet", "dry_aligned", "mix_before", "mix_after"):
+        assert read_audio(tmp_path / "demo" / f"{name}.wav")[0].shape == (25 * FS,)
+    assert not any(name.startswith(".") for name in os.listdir(tmp_path / "demo"))
 
 
 def assert_complete_outputs(directory):
