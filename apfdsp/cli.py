@@ -698,8 +698,9 @@ def _model_summary(cascade, metadata):
     """Delay, polarity, method and sections of a loaded model, as in `AlignResult.summary`.
 
     The delay is the one the model holds (its delay cells), never a number from its metadata, which
-    an edited file may contradict.
+    an edited file may contradict; the polarity verdict is the stored one when there is one.
     """
+    stored = metadata.get("summary") if isinstance(metadata, dict) else None
     delay = sum(c.samples for c in cascade if isinstance(c, Delay))
     sections = sum(1 for c in cascade if isinstance(c, (Allpass1, Allpass2)))
     method = "allpass" if sections else "delay+polarity"
