@@ -210,7 +210,7 @@ def _max_radius(sos):
 class _Filter:
     r"""Differentiable filtering of audio by the cascade of a `_Layout` with normalised parameters t.
 
-    Second-order rows (:math:`p_1 = a_1/a_0`, :math:`p_2 = a_2/a_0`, DESIGN.md section 2)::
+    Second-order rows (:math:`p_1 = a_1/a_0`, :math:`p_2 = a_2/a_0`, docs/maths.md section 2.2)::
 
         [p2, p1, 1, 1, p1, p2]
 
@@ -507,7 +507,7 @@ class _LaggedPair:
     r"""Lagged (or warped-lagged) samples of a dry/wet pair: the least-squares data of the equation-error start.
 
     With the warped delay :math:`V = (z^{-1} + \lambda)/(1 + \lambda z^{-1})` (:math:`V = z^{-1}` for
-    :math:`\lambda = 0`; the substitution of the warped sections, DESIGN.md section 2), a row holds at
+    :math:`\lambda = 0`; the substitution of the warped sections, docs/maths.md sections 2.1 and 9.3), a row holds at
     one sample time n the columns :math:`Y_c = (V^c y)[n]`, :math:`c = 0 \ldots K`, then
     :math:`X_c = (V^c z^{-L_{lo}} x)[n]`, :math:`c = 0 \ldots L_{hi} - L_{lo}` (x the dry, y the wet).
     For :math:`\lambda = 0` these are the lagged samples :math:`y[n - c]` and :math:`x[n - L_{lo} - c]`,
@@ -632,7 +632,7 @@ def _solve_equation_error(gram, *, y_order, x_lo, order, delays, polarity, instr
     The model is :math:`y = g s\, z^{-D} V^N A(V^{-1}) / A(V)\, x` with
     :math:`A(V) = 1 + \sum_{k=1}^N a_k V^k` (V the warped delay of `_LaggedPair`; :math:`z^{-1}` without
     warping) and a gain g = 1/c. Multiplied by A it is linear in :math:`a_k` for a given c (M. Lang's
-    equation error, DESIGN.md section 5, in the time domain); without warping, with :math:`M = D + N`,
+    equation error, docs/maths.md sections 8.1 and 9.1); without warping, with :math:`M = D + N`,
 
     .. math:: c \Big(y[n] + \sum_k a_k y[n-k]\Big) = s \Big(x[n-M] + \sum_k a_k x[n-M+k]\Big),
 
@@ -756,7 +756,7 @@ def _sections_from_v_poles(v_poles, warp, *, structure, ranges, fs):
     r"""Second-order (R, fc, warp) triples and first-order coefficients with the given poles.
 
     A complex pair of roots q of :math:`A(V)` is the warped section with warp :math:`\lambda`, radius
-    :math:`|q|` and angle :math:`\arg q` (DESIGN.md section 2). Found without warping, a pair whose
+    :math:`|q|` and angle :math:`\arg q` (docs/maths.md sections 2.3 and 9.5). Found without warping, a pair whose
     radius is beyond the ranges is, for the warped structure, given the warp a of smallest :math:`|q|`
     on a grid, :math:`q = (p + a)/(1 + ap)` the pole in the warped variable (the inverse of
     `_z_poles`); the traditional structure clips the radius. A real root becomes the first-order
@@ -1334,7 +1334,7 @@ def fit_audio(
     audio itself. An allpass of order N with denominator
     :math:`A(z) = 1 + \sum_{k=1}^N a_k z^{-k}` behind a bulk delay D and polarity s,
     :math:`y = s z^{-D} z^{-N} A(z^{-1})/A(z)\, x`, satisfies :math:`A(z)\,y = s z^{-D} z^{-N} A(z^{-1})\,x`,
-    which is linear in the :math:`a_k` (the equation-error method of M. Lang, DESIGN.md section 5,
+    which is linear in the :math:`a_k` (the equation-error method of M. Lang, docs/maths.md section 9.1,
     written for samples instead of frequencies); with :math:`M = D + N`,
 
     .. math:: y[n] + \sum_{k=1}^N a_k\, y[n-k] = s \Big(x[n-M] + \sum_{k=1}^N a_k\, x[n-M+k]\Big).

@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+import results_file
 from apfdsp import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
 from apfdsp.align import fit_alignment
 from apfdsp.demo import demo_dry
@@ -152,10 +153,14 @@ def run(duration_s=2.0, n_iter=300, seed=0, only=None):
     return rows
 
 
-def table(rows):
-    lines = ["| case | route | start | null depth (dB) | seconds |", "|---|---|---|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['case']} | {r['route']} | {r['start']} | {r['null_db']:.1f} | {r['seconds']:.1f} |")
+def table(results):
+    """The README's Markdown table of a compare_routes results dict: one row per case, null depth (seconds)."""
+    rows = results["rows"]
+    cases, route_names = list(dict.fromkeys(r["case"] for r in rows)), list(dict.fromkeys(r["route"] for r in rows))
+    cell = {(r["case"], r["route"]): f"{r['null_db']:.1f} ({r['seconds']:.1f} s)" for r in rows}
+    lines = ["| case | " + " | ".join(route_names) + " |", "|---|" + "---:|" * len(route_names)]
+    for case in cases:
+        lines.append(f"| {case} | " + " | ".join(cell.get((case, route), "") for route in route_names) + " |")
     return "\n".join(lines)
 
 
@@ -164,9 +169,16 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=2.0, help="audio length in seconds (default 2)")
     parser.add_argument("--n-iter", type=int, default=300, dest="n_iter", help="Adam steps (default 300)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="1 s of audio and 60 steps")
-    parser.add_argument("--case", choices=("a", "b", "c"), help="run one case only")
+    parser.add_argument("--quick", action="store_true", help="1 s of audio and 60 steps (no results file)")
+    parser.add_argument("--case", choices=("a", "b", "c"), help="run one case only (no results file)")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.n_iter = 1.0, 60
-    print(table(run(args.duration, args.n_iter, args.seed, args.case)))
+    load_before = results_file.start()
+    t0 = time.perf_counter()
+    rows = run(args.duration, args.n_iter, args.seed, args.case)
+    results = {"rows": rows}
+    if not args.quick and args.case is None:
+        results = results_file.save("compare_routes", "benchmarks/compare_routes.py", rows, load_before=load_before,
+                                    settings=vars(args), total_s=round(time.perf_counter() - t0, 1))
+    print(table(results))

@@ -71,7 +71,7 @@ def test_filter_equals_cascade_apply(rng, structure, stretch):
 
 @pytest.mark.parametrize("structure", ["traditional", "warped"])
 def test_sos_rows_match_filters_module(structure):
-    """The differentiable rows equal apfdsp.filters.allpass_section_sos (DESIGN.md section 2 formulas)."""
+    """The differentiable rows equal apfdsp.filters.allpass_section_sos (docs/maths.md section 2.2)."""
     cascade, layout, t = _layout(structure)
     rows2, rows1 = _Filter(layout).sos(t)
     expected2 = np.concatenate([allpass_section_sos(c.den(FS), c.warp) for c in cascade if isinstance(c, Allpass2)])
