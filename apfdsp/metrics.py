@@ -604,7 +604,8 @@ def mix_report(x, y, *, fs, max_delay_s=0.01):
     report : dict
         ``mix_ratio`` (r), ``mix_loss_db``, ``null_db`` (phase-only, `null_depth_db`),
         ``broadband_null_db`` (`broadband_null_db`), ``ncc`` (`normalized_xcorr`) and
-        ``residual_delay_samples``, all plain floats.
+        ``residual_delay_samples``, all plain floats; the residual delay is None where the part
+        `residual_delay` measures (the middle ten seconds) is silent.
 
     Raises
     ------
@@ -677,8 +678,17 @@ def _report(A, B, x, y, fs, max_delay_s):
         "null_db": _db(_null(A, B)),
         "broadband_null_db": broadband_null_from_sums(*energy_sums(x, y)),
         "ncc": normalized_xcorr(x, y),
-        "residual_delay_samples": residual_delay(x, y, fs=fs, max_delay_s=max_delay_s),
+        "residual_delay_samples": _residual_delay_or_none(x, y, fs, max_delay_s),
     }
+
+
+def _residual_delay_or_none(x, y, fs, max_delay_s):
+    """`residual_delay`, or None where the part it measures (the middle ten seconds) is silent: a
+    diagnostic must not fail a report whose other numbers are well defined."""
+    try:
+        return residual_delay(x, y, fs=fs, max_delay_s=max_delay_s)
+    except AudioError:
+        return None
 
 
 class StreamingMixMeter:

@@ -156,3 +156,32 @@ def test_analysis_excerpt_prefers_where_both_signals_play(tmp_path, rng):
         sf.write(str(tmp_path / name), x, FS, subtype="FLOAT")
     start = analysis_excerpt(str(tmp_path / "d.wav"), str(tmp_path / "w.wav"), frames=n, length=2 * FS)
     assert start == 6 * FS
+
+
+def test_analysis_excerpt_centres_a_short_passage(tmp_path, rng):
+    n = 30 * FS
+    x = np.zeros(n)
+    x[20 * FS : 21 * FS] = rng.standard_normal(FS)  # one second of sound in thirty
+    for name in ("d.wav", "w.wav"):
+        sf.write(str(tmp_path / name), x, FS, subtype="FLOAT")
+    start = analysis_excerpt(str(tmp_path / "d.wav"), str(tmp_path / "w.wav"), frames=n, length=12 * FS)
+    assert abs((start + 6 * FS) - 20.5 * FS) <= FS // 4  # the passage sits in the middle of the excerpt
+
+
+def test_mostly_silent_long_files_are_aligned(tmp_path, rng):
+    n = 30 * FS
+    dry = np.zeros(n)
+    dry[2 * FS : 3 * FS] = rng.standard_normal(FS)
+    wet = EFFECT.apply(dry)
+    for name, x in (("d.wav", dry), ("w.wav", wet)):
+        sf.write(str(tmp_path / name), x, FS, subtype="FLOAT")
+    result, _, _ = align_files(str(tmp_path / "d.wav"), str(tmp_path / "w.wav"), max_analysis_samples=12 * FS)
+    assert result.settings["analysis"]["whole_files"] is False
+    assert result.after["null_db"] < -40
+
+
+def test_report_of_a_pair_silent_in_the_middle_has_no_residual_delay(rng):
+    x = np.zeros(30 * FS)
+    x[: 2 * FS] = rng.standard_normal(2 * FS)  # the residual delay is measured on the middle 10 s
+    report = mix_report(x, 0.5 * x, fs=FS)
+    assert report["residual_delay_samples"] is None and report["null_db"] < -100

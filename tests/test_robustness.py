@@ -244,7 +244,7 @@ def crafted_inputs(directory, material):
     cases = [("rate/align", ["align", rate, rate, "-o", out]), ("rate/apply", ["apply", models["fs"], rate, "-o", out]),
              ("flac/align", ["align", flac, flac, "-o", out]), ("flac/mix", ["mix", flac, flac, "--wet-ratio", ".5",
                                                                              "-o", out]),
-             ("silence/align", ["align", silence, silence, "-o", out])]
+             ("silence/align", ["align", silence, silence, "-o", out, "-q"])]
     cases += [(f"{name}/apply", ["apply", path, material["short"], "-o", out]) for name, path in models.items()]
     cases += [(f"{name}/plot", ["plot", path, "-o", os.path.join(d, "out.png")]) for name, path in models.items()]
     return cases
@@ -265,7 +265,9 @@ for name, argv in json.loads(sys.argv[2]):
 
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_AS") or sys.platform == "darwin", reason="needs RLIMIT_AS")
 def test_crafted_inputs_under_memory_and_time_limits(material, tmp_path):
-    """Each crafted file is refused (exit 2, one line) within 30 s, in a process limited to 1 GiB of memory."""
+    """Each crafted file is refused (exit 2, one line) within 30 s, in a process limited to 1 GiB of memory;
+    the silence bomb (6 million samples in 0.3 MB) is not refused by align, which streams it: it must
+    then succeed within the same limits."""
     cases = crafted_inputs(tmp_path, material)
     for _, argv in cases:
         assert all(os.path.getsize(a) < 2**20 or a.endswith("big.json") for a in argv if os.path.isfile(a))
@@ -273,10 +275,11 @@ def test_crafted_inputs_under_memory_and_time_limits(material, tmp_path):
                             capture_output=True, text=True, timeout=30 * len(cases))
     reports = [json.loads(line) for line in result.stdout.splitlines()]
     assert [name for name, _, _ in reports] == [name for name, _ in cases], result.stderr
+    streamed = {"silence/align"}
     errors = [line for line in result.stderr.splitlines() if line.startswith("apfdsp: error:")]
-    assert "Traceback" not in result.stderr and len(errors) == len(cases), result.stderr
+    assert "Traceback" not in result.stderr and len(errors) == len(cases) - len(streamed), result.stderr
     for name, code, seconds in reports:
-        assert code == 2 and seconds < 30, (name, code, seconds)
+        assert code == (0 if name in streamed else 2) and seconds < 30, (name, code, seconds)
 
 
 def test_crafted_model_refused_before_allocating(tmp_path):
