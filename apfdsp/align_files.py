@@ -164,9 +164,12 @@ def _streamed_metrics(dry_path, wet_path, candidate_paths, frames, fs, file_prog
     return meter
 
 
-def _long_files(dry_path, wet_path, out_path, subtype, fit_kwargs, limit, stage, file_progress, strict=False):
-    """The bounded-memory route: analysis of an excerpt, streamed output and whole-file metrics."""
-    dry_info, wet_info = audio_info(dry_path), audio_info(wet_path)
+def _long_files(dry_path, wet_path, infos, out_path, subtype, fit_kwargs, limit, stage, file_progress,
+                strict=False):
+    """The bounded-memory route: analysis of an excerpt, streamed output and whole-file metrics.
+
+    `infos` is the pair's `audio_info`, already read by the caller."""
+    dry_info, wet_info = infos
     fs = dry_info["samplerate"]
     frames = min(dry_info["frames"], wet_info["frames"])
     length = min(frames, limit // max(dry_info["channels"], wet_info["channels"]))
@@ -285,6 +288,6 @@ def align_files(dry_path, wet_path, out_path=None, *, subtype=None, max_analysis
         result, dry, wet = _whole_files(dry_path, wet_path, out_path, subtype, fit_kwargs, strict)
         result = dataclasses.replace(result, settings=dict(result.settings, analysis={"whole_files": True}))
     else:
-        result, dry, wet = _long_files(dry_path, wet_path, out_path, subtype, fit_kwargs, max_analysis_samples,
-                                       stage, file_progress, strict)
+        result, dry, wet = _long_files(dry_path, wet_path, (dry_info, wet_info), out_path, subtype, fit_kwargs,
+                                       max_analysis_samples, stage, file_progress, strict)
     return dataclasses.replace(result, elapsed_s=time.perf_counter() - start_time), dry, wet

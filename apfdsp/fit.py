@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import value_and_grad
 from scipy import signal
 
 from ._validate import valid_fs, valid_int

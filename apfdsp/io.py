@@ -25,7 +25,7 @@ import soundfile as sf
 from scipy import signal
 
 from ._validate import LIMITS, PLAIN_SAMPLES, json_depth, valid_fs, valid_int
-from .cascade import AllpassCascade, Delay
+from .cascade import AllpassCascade
 from .exceptions import AudioError, ModelFileError, OutputError, ParameterError
 from .version import __version__
 
@@ -604,9 +604,9 @@ class _BlockReader:
         self.dtype = "float32" if fin.subtype == "FLOAT" else "float64"
         self.done = 0
 
-    def __call__(self):
+    def __call__(self, frames=None):
         try:
-            block = self.fin.read(self.block_size, dtype=self.dtype, always_2d=True)
+            block = self.fin.read(self.block_size if frames is None else frames, dtype=self.dtype, always_2d=True)
         except _READ_ERRORS as err:
             raise AudioError(f"cannot read audio file {self.path!r}: {_one_line(err)}") from None
         if not np.isfinite(block).all():
@@ -1422,21 +1422,13 @@ def read_audio_blocks(path, block_size, *, start=0, frames=None):
         start = valid_int(start, "start", minimum=0, maximum=f.frames)
         todo = f.frames - start if frames is None else valid_int(frames, "frames", minimum=0, maximum=f.frames - start)
         f.seek(start)
-        done = 0
-        while done < todo:
-            try:
-                block = f.read(min(block_size, todo - done), dtype="float64", always_2d=True)
-            except _READ_ERRORS as err:
-                raise AudioError(f"cannot read audio file {path!r}: {_one_line(err)}") from None
+        read = _BlockReader(f, path, block_size)
+        read.done = start  # frame numbers in its messages count from the file's start
+        while read.done < start + todo:
+            block = read(min(block_size, start + todo - read.done))
             if len(block) == 0:
                 raise AudioError(
                     f"audio file {path!r} ends early: its header announces {f.frames} frames, "
-                    f"only {start + done} could be read"
+                    f"only {read.done} could be read"
                 )
-            if not np.isfinite(block).all():
-                raise AudioError(
-                    f"audio file {path!r} contains NaN or Inf samples "
-                    f"(in frames {start + done}-{start + done + len(block) - 1}); clean the audio first"
-                )
-            done += len(block)
-            yield np.ascontiguousarray(block.T)
+            yield np.ascontiguousarray(block.T, dtype=np.float64)

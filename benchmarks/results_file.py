@@ -29,7 +29,6 @@ def commit():
 
 
 def versions():
-    import autograd  # noqa: F401  (its version comes from the installed metadata)
     from importlib import metadata
 
     import numpy

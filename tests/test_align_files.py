@@ -10,7 +10,6 @@ from apfdsp import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
 from apfdsp.align import fit_alignment
 from apfdsp.align_files import ANALYSIS_MAX_SAMPLES, align_files, analysis_excerpt
 from apfdsp.exceptions import AudioError, ParameterError
-from apfdsp.io import read_audio_blocks
 from apfdsp.metrics import StreamingMixMeter, mix_report
 
 FS = 16000
