@@ -19,6 +19,7 @@ from .exceptions import ParameterError
 from .fit import fit_phase
 from .fit_audio import BASE_SECTIONS, more_sections
 from .metrics import MixMeter
+from .threads import single_threaded_blas
 
 __all__ = ["align", "fit_alignment", "AlignResult", "ALIGN_DEFAULTS", "broadband_polarity", "method_label"]
 
@@ -193,7 +194,7 @@ def broadband_polarity(cascade, freqs, weights, delay_samples):
     -----
     With the model's response :math:`H(f)` and :math:`D` the bulk delay,
 
-    .. math:: m = rac{\sum_f w(f)\, H(f)\, e^{2\pi i f D / f_s}}{\sum_f w(f)}, \qquad |m| \le 1.
+    .. math:: m = \frac{\sum_f w(f)\, H(f)\, e^{2\pi i f D / f_s}}{\sum_f w(f)}, \qquad |m| \le 1.
 
     :math:`\mathrm{Re}\, m` is the zero-lag correlation of the dry through the model (delay removed)
     with the dry, for a dry of power spectrum `w`; :math:`\arg m` is the mean phase and
@@ -335,13 +336,30 @@ def _check_pair(dry, wet, fs):
     return dry, wet
 
 
-def fit_alignment(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_delay_s=0.1,
-                  per_channel=False, causal=False, max_bins=2048, nperseg=None, fit_options=None,
-                  callback=None, apply=False):
-    """Fit the alignment model of a dry/wet pair, without (``apply=False``) producing aligned audio.
+def _aligned_pairs(fits, channel_pairs, meter):
+    """Per channel: the allpass if its null on the audio is deeper than delay + polarity's, else the latter.
 
-    Parameters and return value are those of `align`; ``result.aligned`` is None unless `apply`.
+    Returns the aligned and the delay + polarity signals, the kept cascades and methods, and per channel
+    the `apfdsp.metrics.BinSums` of (kept, delay + polarity).
     """
+    aligned, by_baseline, cascades, methods, sums = [], [], [], [], []
+    for (allpass, baseline, _, _), (d, w) in zip(fits, channel_pairs):
+        dry_baseline, dry_allpass = baseline.apply(d), allpass.apply(d)
+        channel_meter = meter if len(fits) == 1 else MixMeter(w, n=d.shape[-1], fs=meter.fs)
+        base_sums, allpass_sums = channel_meter.cross_sums(dry_baseline), channel_meter.cross_sums(dry_allpass)
+        if channel_meter.null_db(dry_allpass, sums=allpass_sums) < channel_meter.null_db(dry_baseline, sums=base_sums):
+            aligned.append(dry_allpass), cascades.append(allpass), sums.append((allpass_sums, base_sums))
+            methods.append("allpass" if _n_sections(allpass) else "delay+polarity")
+        else:
+            aligned.append(dry_baseline), cascades.append(baseline), sums.append((base_sums, base_sums))
+            methods.append("delay+polarity")
+        by_baseline.append(dry_baseline)
+    return aligned, by_baseline, cascades, methods, sums
+
+
+def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channel, causal, max_bins, nperseg,
+           fit_options, callback, keep_audio):
+    """`align` (``keep_audio=True``) and `fit_alignment`: fit, choose per channel, measure, judge."""
     start = time.perf_counter()
     fs = valid_fs(fs)
     dry, wet = _check_pair(dry, wet, fs)
@@ -355,49 +373,32 @@ def fit_alignment(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, 
                   causal=causal)
     if per_channel and dry.ndim == 2 and dry.shape[0] > 1:
         wets = wet if wet.ndim == 2 and wet.shape[0] == dry.shape[0] else np.broadcast_to(wet, dry.shape)
-        fits = [_fit_one(d, w, **kwargs) for d, w in zip(dry, wets)]
+        channel_pairs = list(zip(dry, wets))
     else:
-        fits = [_fit_one(dry, wet, **kwargs)]
-
-    meter = MixMeter(wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
-    aligned_parts, baseline_parts, cascades, methods = [], [], [], []
-    channel_pairs = list(zip(dry, wets)) if len(fits) > 1 else [(dry, wet)]
-    chosen_sums = []
-    for (allpass, baseline, est, _), (d, w) in zip(fits, channel_pairs):
-        by_baseline, by_allpass = baseline.apply(d), allpass.apply(d)
-        channel_meter = meter if len(fits) == 1 else MixMeter(w, n=d.shape[-1], fs=fs)
-        base_sums, allpass_sums = channel_meter.cross_sums(by_baseline), channel_meter.cross_sums(by_allpass)
-        # Keep the allpass only if it gives a deeper null than delay + polarity (never do worse).
-        if channel_meter.null_db(by_allpass, sums=allpass_sums) < channel_meter.null_db(by_baseline, sums=base_sums):
-            aligned_parts.append(by_allpass), cascades.append(allpass)
-            methods.append("allpass" if _n_sections(allpass) else "delay+polarity")
-            chosen_sums.append((allpass_sums, base_sums))
-        else:
-            aligned_parts.append(by_baseline), cascades.append(baseline), methods.append("delay+polarity")
-            chosen_sums.append((base_sums, base_sums))
-        baseline_parts.append(by_baseline)
-    aligned = np.stack(aligned_parts) if len(fits) > 1 else aligned_parts[0]
-    by_baseline = np.stack(baseline_parts) if len(fits) > 1 else baseline_parts[0]
-    before = meter.report(dry)
-    # One shared model: the sums measured while choosing are those of the whole result.
-    after = meter.report(aligned, sums=chosen_sums[0][0] if len(fits) == 1 else None)
-    delay_polarity = after if all(m == "delay+polarity" for m in methods) else meter.report(
-        by_baseline, sums=chosen_sums[0][1] if len(fits) == 1 else None)
-    first_est = fits[0][2]
+        channel_pairs = [(dry, wet)]
+    fits = [_fit_one(d, w, **kwargs) for d, w in channel_pairs]
     single = len(fits) == 1
+    meter = MixMeter(wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
+    aligned, by_baseline, cascades, methods, sums = _aligned_pairs(fits, channel_pairs, meter)
+    aligned, by_baseline = (aligned[0], by_baseline[0]) if single else (np.stack(aligned), np.stack(by_baseline))
+    # One shared model: the sums measured while choosing are those of the whole result.
+    after = meter.report(aligned, sums=sums[0][0] if single else None)
+    delay_polarity = after if all(m == "delay+polarity" for m in methods) else meter.report(
+        by_baseline, sums=sums[0][1] if single else None)
+    first_est = fits[0][2]
     polarity, polarity_label, rotation = broadband_polarity(
         cascades[0], first_est.freqs, _energy_weights(first_est), first_est.delay_samples)
     confidence, warnings = verdict(pair_statistics(dry, wet, fs=fs, integer_delay=first_est.integer_delay),
                                    null_db=after["null_db"], peak=first_est.gcc_peak)
     return AlignResult(
-        aligned=aligned if apply else None,
+        aligned=aligned if keep_audio else None,
         cascade=cascades[0] if single else cascades,
         method=methods[0] if single else methods,
         delay_samples=float(first_est.delay_samples),
         polarity=polarity,
         polarity_label=polarity_label,
         phase_rotation_deg=rotation,
-        before=before,
+        before=meter.report(dry),
         delay_polarity=delay_polarity,
         after=after,
         elapsed_s=time.perf_counter() - start,
@@ -414,6 +415,92 @@ def fit_alignment(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, 
     )
 
 
+@single_threaded_blas
+def fit_alignment(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_delay_s=0.1,
+                  per_channel=False, causal=False, max_bins=2048, nperseg=None, fit_options=None,
+                  callback=None):
+    r"""The alignment model of a dry/wet pair and its measurements, without the aligned audio.
+
+    What `align` computes, for callers that filter the audio themselves (long files are filtered block
+    by block by `apfdsp.io.apply_file`, see `apfdsp.align_files`).
+
+    Parameters
+    ----------
+    dry : array_like, shape (n,) or (channels, n)
+        The unprocessed signal.
+    wet : array_like, shape (m,) or (channels, m)
+        The processed signal (any effect: its latency, polarity and phase shift are what is undone).
+        Lengths may differ; a mono dry against a stereo wet is fine.
+    fs : float
+        Sample rate of both, in Hz.
+    n_sections : int or None
+        Largest number of second-order allpass sections. None (default): chosen from the data. The
+        frequency-domain fit gets up to 8; where an equation-error probe says a higher order would
+        fit the measured phase much better (by 10 dB, `apfdsp.fit_audio.PROBE_MARGIN_DB`), the time-domain
+        equation-error design of `apfdsp.fit_audio` with up to 32 sections
+        (`apfdsp.fit_audio.MAX_SECTIONS`) is made too, and its model is kept if it beats the first
+        fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). Where the
+        measured magnitude is flat (within 0.5 dB RMS, coherence above 0.9995: an allpass
+        effect), that design is made with 3 sections and, where that beats the first fit by 1 dB,
+        with 8. High-order allpass effects
+        (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only
+        for the probe.
+    structure : {"warped", "traditional", "stretched"}
+        Second-order section type (see `apfdsp.fit_phase`).
+    seed : int
+        Seed of the fit's random starts (the result is deterministic for a given seed).
+    max_delay_s : float
+        Largest latency searched, in seconds, either sign.
+    per_channel : bool
+        Fit one model per channel instead of one shared, phase-coherent model.
+    causal : bool
+        Keep the model causal (the dry is only ever delayed, every section runs forwards in time), so
+        that it could also run in real time. The default (False) lets the fit advance the dry a little
+        and use anticausal sections (run backwards in time, see `apfdsp.Allpass2`): a causal allpass
+        has a positive group delay and cannot follow the phase of a high-pass or a peaking EQ, a mixed
+        cascade can (measured in the README: -20 -> -36 dB on a first-order high-pass, -20 -> -46 dB
+        on a peaking EQ). Such a model applies to files of any length (`apfdsp.io.apply_file`).
+        When the wet leads the dry an advance is unavoidable either way; with ``causal=True`` the
+        model then has no anticausal sections, and advances as much as its fit needs.
+    max_bins : int
+        The Welch spectrum is merged into at most this many log-spaced bands for the fit.
+    nperseg : int, optional
+        Welch segment length (default: 16384 at 48 kHz, scaled with fs and the audio length).
+    fit_options : dict, optional
+        Further keyword arguments for `apfdsp.fit_phase`.
+    callback : callable, optional
+        Progress callback ``callback(stage, done, total)``.
+
+    Returns
+    -------
+    AlignResult
+        As `align`, with ``aligned`` None.
+
+    Raises
+    ------
+    AudioError
+        Empty, silent, non-finite or too short audio.
+    ParameterError
+        Bad option values or channel layouts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import AllpassCascade, Allpass2, Delay
+    >>> dry = np.random.default_rng(0).standard_normal(48000)
+    >>> effect = AllpassCascade([Allpass2(0.9, 500.0), Delay(12.0)], fs=48000)
+    >>> result = fit_alignment(dry, effect(dry), fs=48000, n_sections=2)
+    >>> result.aligned is None, round(result.delay_samples), bool(result.after["null_db"] < -40)
+    (True, 12, True)
+    >>> bool(np.allclose(result.cascade.apply(dry), align(dry, effect(dry), fs=48000, n_sections=2).aligned))
+    True
+    """
+    return _align(dry, wet, fs=fs, n_sections=n_sections, structure=structure, seed=seed, max_delay_s=max_delay_s,
+                  per_channel=per_channel, causal=causal, max_bins=max_bins, nperseg=nperseg,
+                  fit_options=fit_options, callback=callback, keep_audio=False)
+
+
+@single_threaded_blas
 def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_delay_s=0.1, per_channel=False,
           causal=False, max_bins=2048, nperseg=None, fit_options=None, callback=None):
     r"""Align `dry` with `wet`: delay, polarity and an allpass fitted to the phase between them.
@@ -497,6 +584,6 @@ def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_dela
     >>> result.method, bool(result.after["null_db"] < -40)
     ('allpass', True)
     """
-    return fit_alignment(dry, wet, fs=fs, n_sections=n_sections, structure=structure, seed=seed,
-                         max_delay_s=max_delay_s, per_channel=per_channel, causal=causal, max_bins=max_bins,
-                         nperseg=nperseg, fit_options=fit_options, callback=callback, apply=True)
+    return _align(dry, wet, fs=fs, n_sections=n_sections, structure=structure, seed=seed, max_delay_s=max_delay_s,
+                  per_channel=per_channel, causal=causal, max_bins=max_bins, nperseg=nperseg,
+                  fit_options=fit_options, callback=callback, keep_audio=True)

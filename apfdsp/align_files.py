@@ -10,13 +10,12 @@ r"""Align audio files of any length in bounded memory: `align_files`.
    the most energy together (the window maximising :math:`\sum \sqrt{E_{dry} E_{wet}}` over 1/8 s
    blocks): delay, polarity, relative response, fit, and the choice between the allpass and delay +
    polarity. An effect that does not change over time has one phase response, which any long enough
-   excerpt measures (``benchmarks/bench_memory.py`` compares the models from excerpts and from the whole
-   files).
+   excerpt measures (``benchmarks/speed_memory.py`` measures the null of the excerpt's model on the whole files).
 2. **Streaming output.** The model filters the whole dry file block by block
    (`apfdsp.io.apply_file`, anticausal sections included).
 3. **Whole-file metrics from block-wise sums.** The null depth, mix loss and correlation before
    alignment, after delay + polarity and after alignment cover the whole files, accumulated block by
-   block (`apfdsp.metrics.StreamingMixMeter`); only the residual delay is measured on the excerpt.
+   block (`apfdsp.metrics.StreamingMixMeter`), and so do the residual delays (from the same sums).
 """
 
 import contextlib
@@ -27,7 +26,7 @@ import time
 
 import numpy as np
 
-from .align import ALIGN_DEFAULTS, fit_alignment
+from .align import ALIGN_DEFAULTS, align, fit_alignment
 from .exceptions import AudioError, ParameterError
 from .io import apply_file, audio_info, read_audio, read_audio_blocks, write_audio
 from .metrics import StreamingMixMeter
@@ -123,10 +122,10 @@ def _refuse_unrelated(result, strict, dry_path, wet_path):
 
 
 def _whole_files(dry_path, wet_path, out_path, subtype, fit_kwargs, strict=False):
-    """The in-memory route for files within the analysis budget: `fit_alignment` on the whole signals."""
+    """The in-memory route for files within the analysis budget: `align` on the whole signals."""
     dry, fs, _ = read_audio(dry_path)
     wet, _, _ = read_audio(wet_path)
-    result = fit_alignment(dry, wet, fs=fs, apply=True, **fit_kwargs)
+    result = align(dry, wet, fs=fs, **fit_kwargs)
     _refuse_unrelated(result, strict, dry_path, wet_path)
     if out_path is not None:
         write_audio(out_path, result.aligned, fs, subtype=subtype, inputs=[dry_path, wet_path])
@@ -179,7 +178,7 @@ def _long_files(dry_path, wet_path, infos, out_path, subtype, fit_kwargs, limit,
     dry, wet = _read_excerpt(dry_path, start, length), _read_excerpt(wet_path, start, length)
     if stage is not None:
         stage("measuring delay, polarity and phase")
-    result = fit_alignment(dry, wet, fs=fs, apply=False, **fit_kwargs)
+    result = fit_alignment(dry, wet, fs=fs, **fit_kwargs)
     _refuse_unrelated(result, strict, dry_path, wet_path)
     with _scratch_directory(out_path) as scratch:
         if stage is not None:
@@ -194,11 +193,8 @@ def _long_files(dry_path, wet_path, infos, out_path, subtype, fit_kwargs, limit,
         if stage is not None:
             stage("measuring the whole files")
         meter = _streamed_metrics(dry_path, wet_path, candidates, frames, fs, file_progress)
-    # The residual delays are those measured on the excerpt (`fit_alignment`'s reports).
-    before = meter.report(0, residual_delay_samples=result.before["residual_delay_samples"])
-    after = meter.report(len(candidates), residual_delay_samples=result.after["residual_delay_samples"])
-    delay_polarity = after if len(candidates) == 1 else meter.report(
-        1, residual_delay_samples=result.delay_polarity["residual_delay_samples"])
+    before, after = meter.report(0), meter.report(len(candidates))
+    delay_polarity = after if len(candidates) == 1 else meter.report(1)
     settings = dict(result.settings, analysis={
         "whole_files": False, "start_s": start / fs, "duration_s": length / fs, "files_s": frames / fs})
     result = dataclasses.replace(result, before=before, delay_polarity=delay_polarity, after=after,

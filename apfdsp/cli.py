@@ -910,8 +910,8 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
         else:  # resampling, or --shift wet: in memory
             dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
             progress.stage("measuring delay, polarity and phase")
-            result = fit_alignment(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback,
-                                   apply=audio_out is not None)
+            fit = align if audio_out is not None else fit_alignment
+            result = fit(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback)
             _check_verdict(args, result)
         drawn, wet_shift = result, _wet_shift(result.cascade) if wet_out is not None else 0
         if wet_shift:  # delay the wet instead of advancing the dry

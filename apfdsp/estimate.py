@@ -403,6 +403,59 @@ def gcc_phat(x, y, *, fs, max_delay_s=0.1):
     return found.delay_samples, found.peak
 
 
+def spectra_peaks(s_yx, s_xx, s_yy, *, fs, max_lag):
+    r"""Coherence-weighted GCC of a pair from its averaged spectra on one FFT grid, with the precedence rule.
+
+    The second pass of `gcc_peaks` on spectra that are already averaged (Welch, or the frames of an STFT
+    as in `apfdsp.metrics`): :math:`W_k = S_{yx,k} / |S_{yx,k}|\, \hat\gamma^2_k / (1 - \hat\gamma^2_k + 0.001)`,
+    zero where either power spectrum lies ``ENERGY_FLOOR_DB`` below its maximum; the correlation's peaks
+    within ``max_lag`` are refined and chosen as in `gcc_phat`. The lags are circular in the frame
+    length, so `max_lag` should stay well below half of it (a quarter is safe with a Hann window).
+
+    Parameters
+    ----------
+    s_yx : array_like, complex, shape (nfft // 2 + 1,)
+        Averaged cross spectrum :math:`\sum Y X^*` (positive delay: `y` lags).
+    s_xx, s_yy : array_like, shape (nfft // 2 + 1,)
+        Averaged power spectra of `x` and `y`.
+    fs : float
+        Sample rate in Hz.
+    max_lag : int
+        Largest lag searched, in samples, either sign.
+
+    Returns
+    -------
+    DelayPeaks or None
+        None when no bin carries energy in both signals.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> from apfdsp.estimate import spectra_peaks
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal(48000)
+    >>> y = np.r_[np.zeros(7), x[:-7]]
+    >>> _, s_yx = signal.csd(x, y, nperseg=1024)
+    >>> _, s_xx = signal.welch(x, nperseg=1024)
+    >>> _, s_yy = signal.welch(y, nperseg=1024)
+    >>> round(spectra_peaks(s_yx, s_xx, s_yy, fs=48000, max_lag=100).delay_samples, 3)
+    7.0
+    """
+    s_yx = np.asarray(s_yx)
+    s_xx, s_yy = np.asarray(s_xx, dtype=float), np.asarray(s_yy, dtype=float)
+    floor = 10.0 ** (-ENERGY_FLOOR_DB / 10.0)
+    alive = (s_xx > floor * s_xx.max()) & (s_yy > floor * s_yy.max()) & (np.abs(s_yx) > 0)
+    if not np.any(alive):
+        return None
+    coh = np.clip(_safe_div(np.abs(s_yx) ** 2, s_xx * s_yy), 0.0, 1.0)
+    W = np.where(alive, s_yx / (np.abs(s_yx) + np.finfo(float).tiny) * (coh / (1.0 - coh + COHERENCE_DELTA)), 0.0)
+    nfft = 2 * (W.size - 1)
+    r = sp_fft.irfft(W, nfft)
+    max_lag = int(min(max(1, max_lag), nfft // 2 - 1))
+    return _precedence(_refined_peaks(W, r, nfft, _peak_candidates(r, nfft, max_lag)), fs)
+
+
 # --------------------------------------------------------------------------------------------------
 # relative response
 # --------------------------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ channels as well, and signals of different lengths are compared over their commo
 numpy and scipy only.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal
 
 from ._validate import valid_audio, valid_fs, valid_range
-from .estimate import _truncate_common, _valid_pair, gcc_phat
+from .estimate import _truncate_common, _valid_pair, gcc_phat, spectra_peaks
 from .exceptions import AudioError, ParameterError
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "residual_delay",
     "weighted_phase_error",
     "mix_report",
+    "BinSums",
     "MixMeter",
     "StreamingMixMeter",
 ]
@@ -118,41 +121,92 @@ def _metric_stft(x, fs):
     return np.swapaxes(_metric_spectrum(x, fs), -1, -2)
 
 
-def _cross_sums_per_bin(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
-    """Per frequency bin, (A(f), B(f)) = (sum |X||Y|, sum Re(X conj Y)) over frames and channels.
+class BinSums(NamedTuple):
+    r"""Sums over the metric STFT's frames and channels, per frequency bin, of a dry `x` against a wet `y`.
 
-    `x` and `y` are validated pairs of the same length. `y_spectrum` is `_metric_spectrum` of `y` when
-    already known (`MixMeter`), else `y` is transformed batch by batch with `x`. The sums are accumulated
-    over batches of `chunk` frames, so no full-size product is ever formed.
+    From these come every spectral metric of the pair: the mix ratio and null depth
+    (:math:`\sum_f` of `magnitude` and `real`, see `mix_ratio`) and the residual delay (a
+    coherence-weighted GCC of `cross`, `power_x` and `power_y`, see `residual_delay`).
+
+    Attributes
+    ----------
+    magnitude : ndarray, shape (F,)
+        :math:`A(f) = \sum |X||Y|`.
+    real : ndarray, shape (F,)
+        :math:`B(f) = \sum \mathrm{Re}(X Y^*)`.
+    cross : ndarray, complex, shape (F,)
+        :math:`\sum Y X^*` (its phase grows with the delay of `y`).
+    power_x, power_y : ndarray, shape (F,)
+        :math:`\sum |X|^2` and :math:`\sum |Y|^2` (the wet's counted once per channel pair, as `cross`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp.metrics import MixMeter
+    >>> x = np.random.default_rng(0).standard_normal(8000)
+    >>> sums = MixMeter(2 * x, n=8000, fs=48000).cross_sums(x)
+    >>> bool(np.allclose(sums.magnitude, sums.real)), bool(np.allclose(sums.cross.real, sums.real))
+    (True, True)
+    """
+
+    magnitude: np.ndarray
+    real: np.ndarray
+    cross: np.ndarray
+    power_x: np.ndarray
+    power_y: np.ndarray
+
+    def totals(self):
+        """``(A, B)`` summed over frequency; AudioError when the pair shares no energy."""
+        A, B = float(self.magnitude.sum()), float(self.real.sum())
+        if not A > 0:
+            raise AudioError(
+                "x and y share no energy in any time-frequency bin over their common length; "
+                "check that the signals overlap in time"
+            )
+        return A, B
+
+
+def _bin_sums(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
+    """`BinSums` of validated `x` and `y` of the same length.
+
+    `y_spectrum` is `_metric_spectrum` of `y` when already known (`MixMeter`), else `y` is transformed
+    batch by batch with `x`. The sums are accumulated over batches of `chunk` frames, so no full-size
+    product is ever formed.
     """
     frames_x, window, centre = _frames(x, fs)
     chunks_y = None if y_spectrum is not None else _spectrum_chunks(*_frames(y, fs), chunk=chunk)
-    A = np.zeros(centre.size)
-    B = np.zeros(centre.size)
+    sums = BinSums(*(np.zeros(centre.size) for _ in range(2)), np.zeros(centre.size, complex),
+                   np.zeros(centre.size), np.zeros(centre.size))
     for i, X in _spectrum_chunks(frames_x, window, centre, chunk=chunk):
         Y = y_spectrum[..., i : i + X.shape[-2], :] if chunks_y is None else next(chunks_y)[1]
-        XY = np.reshape(X * np.conj(Y), (-1, centre.size))  # broadcasts over channels
-        A += np.abs(XY).sum(axis=0)
-        B += XY.real.sum(axis=0)
-    return A, B
+        _add_bin_sums(sums, X, Y)
+    return sums
+
+
+def _add_bin_sums(sums, X, Y):
+    """Add the frames of spectra `X` and `Y` (broadcasting over channels) to `sums` in place."""
+    X, Y = np.broadcast_arrays(X, Y)
+    X, Y = np.reshape(X, (-1, X.shape[-1])), np.reshape(Y, (-1, Y.shape[-1]))
+    XY = X * np.conj(Y)
+    sums.magnitude[:] += np.abs(XY).sum(axis=0)
+    sums.real[:] += XY.real.sum(axis=0)
+    sums.cross[:] += np.conj(XY.sum(axis=0))
+    sums.power_x[:] += (X.real**2 + X.imag**2).sum(axis=0)
+    sums.power_y[:] += (Y.real**2 + Y.imag**2).sum(axis=0)
+
+
+def _cross_sums_per_bin(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
+    """Per frequency bin, (A(f), B(f)) = (sum |X||Y|, sum Re(X conj Y)) over frames and channels."""
+    sums = _bin_sums(x, y, fs, y_spectrum=y_spectrum, chunk=chunk)
+    return sums.magnitude, sums.real
 
 
 def _cross_sums(x, y, fs, *, y_spectrum=None):
-    """Validated (A, B) = (sum |X||Y|, sum Re(X conj Y)) over all STFT bins and channels.
-
-    `y_spectrum` is `_metric_spectrum` of `y` over the common length when already known (`MixMeter`).
-    """
+    """Validated `BinSums` of `x` against `y` over their common length (`y_spectrum` as `_bin_sums`)."""
     fs = valid_fs(fs)
     x, y = _valid_pair(x, y)
     x, y = _truncate_common(x, y)
-    A_f, B_f = _cross_sums_per_bin(x, y, fs, y_spectrum=y_spectrum)
-    A, B = float(A_f.sum()), float(B_f.sum())
-    if not A > 0:
-        raise AudioError(
-            "x and y share no energy in any time-frequency bin over their common length; "
-            "check that the signals overlap in time"
-        )
-    return A, B
+    return _bin_sums(x, y, fs, y_spectrum=y_spectrum)
 
 
 def _ratio(A, B):
@@ -215,7 +269,7 @@ def mix_ratio(x, y, *, fs):
     >>> mix_ratio(x, 0.3 * x, fs=48000), mix_ratio(x, -x, fs=48000)
     (1.0, 0.0)
     """
-    return _ratio(*_cross_sums(x, y, fs))
+    return _ratio(*_cross_sums(x, y, fs).totals())
 
 
 def mix_loss_db(x, y, *, fs):
@@ -291,8 +345,7 @@ def null_depth_db(x, y, *, fs):
     >>> bool(null_depth_db(x, 0.5 * x, fs=48000) <= -150), null_depth_db(x, -x, fs=48000)
     (True, 0.0)
     """
-    A, B = _cross_sums(x, y, fs)
-    return _db(_null(A, B))
+    return _db(_null(*_cross_sums(x, y, fs).totals()))
 
 
 def normalized_xcorr(x, y):
@@ -412,14 +465,10 @@ def broadband_null_from_sums(s_yy, s_xy, s_xx):
 
     Notes
     -----
-    .. math:: g = \max\left(rac{\sum x y}{\sum x^2}, 0
-ight), \qquad
-              N_{bb} = 10 \log_{10} rac{\sum (y - g x)^2}{\sum y^2}
-              = 10 \log_{10} \left(1 - 
-ho_+^2
-ight), \quad
-              
-ho_+ = rac{\max(\sum x y, 0)}{\sqrt{\sum x^2 \sum y^2}}.
+    .. math:: g = \max\left(\frac{\sum x y}{\sum x^2}, 0\right), \qquad
+              N_{bb} = 10 \log_{10} \frac{\sum (y - g x)^2}{\sum y^2}
+              = 10 \log_{10} \left(1 - \rho_+^2\right), \quad
+              \rho_+ = \frac{\max(\sum x y, 0)}{\sqrt{\sum x^2 \sum y^2}}.
 
     Unlike the phase-only `null_depth_db` (level-matched in every band), it also counts every
     difference in tone: an EQ, distortion or noise limit it even when the phase is perfect. Its
@@ -489,8 +538,8 @@ def broadband_null_db(x, y):
     return broadband_null_from_sums(*energy_sums(x, y))
 
 
-def residual_delay(x, y, *, fs, max_delay_s=0.01, max_duration_s=10.0):
-    """Remaining delay of `y` relative to `x` in samples (sub-sample; positive: `y` lags).
+def residual_delay(x, y, *, fs, max_delay_s=0.01, max_duration_s=None):
+    r"""Remaining delay of `y` relative to `x` in samples (sub-sample; positive: `y` lags), or None.
 
     Parameters
     ----------
@@ -501,14 +550,13 @@ def residual_delay(x, y, *, fs, max_delay_s=0.01, max_duration_s=10.0):
     max_delay_s : float, optional
         Search range in seconds, default 0.01 (after alignment the delay should be small).
     max_duration_s : float or None, optional
-        Longer signals are measured on the middle `max_duration_s` seconds of their common length
-        (the same samples of both, so the delay between them is unchanged): ten seconds pin a
-        residual delay to a small fraction of a sample, and a minute of stereo would cost six times
-        as much. None: the whole signals.
+        Measure only the middle `max_duration_s` seconds of the common length (the same samples of
+        both, so the delay between them is unchanged). None (default): the whole signals.
 
     Returns
     -------
-    delay_samples : float
+    delay_samples : float or None
+        None when no frequency bin carries energy in both signals.
 
     Raises
     ------
@@ -517,7 +565,15 @@ def residual_delay(x, y, *, fs, max_delay_s=0.01, max_duration_s=10.0):
 
     See Also
     --------
-    apfdsp.estimate.gcc_phat : the estimator (GCC-PHAT with band-limited sub-sample refinement).
+    apfdsp.estimate.spectra_peaks : the estimator (coherence-weighted GCC, band-limited sub-sample peak).
+    apfdsp.estimate.gcc_phat : the same on whole-signal spectra, for longer search ranges.
+
+    Notes
+    -----
+    The cross and power spectra are those the other metrics sum anyway (the metric STFT,
+    `stft_settings`, summed over frames: `BinSums`), so the residual delay of a report costs almost
+    nothing. Their lags are circular in the STFT frame, so a search range longer than a quarter of a
+    frame (10.7 ms at 48 kHz) uses `apfdsp.estimate.gcc_phat` on the whole signals instead.
 
     Examples
     --------
@@ -527,13 +583,30 @@ def residual_delay(x, y, *, fs, max_delay_s=0.01, max_duration_s=10.0):
     >>> round(residual_delay(x, np.roll(x, 3), fs=48000), 2)
     3.0
     """
+    fs = valid_fs(fs)
+    max_delay_s = valid_range(max_delay_s, "max_delay_s", 0.0, np.inf, lo_open=True)
+    x, y = _truncate_common(*_valid_pair(x, y))
     if max_duration_s is not None:
         max_duration_s = valid_range(max_duration_s, "max_duration_s", 0.0, np.inf, lo_open=True)
-        x, y = _truncate_common(*_valid_pair(x, y))
-        keep = max(int(max_duration_s * valid_fs(fs)), 1)
+        keep = max(int(max_duration_s * fs), 1)
         start = max((x.shape[-1] - keep) // 2, 0)
         x, y = x[..., start : start + keep], y[..., start : start + keep]
-    return gcc_phat(x, y, fs=fs, max_delay_s=max_delay_s)[0]
+    if _stft_lag_limit(fs) < np.ceil(max_delay_s * fs):
+        return gcc_phat(x, y, fs=fs, max_delay_s=max_delay_s)[0]
+    return _residual_delay_from_sums(_bin_sums(x, y, fs), fs, max_delay_s)
+
+
+def _stft_lag_limit(fs):
+    """Longest lag (samples) measured on the metric STFT's cross spectrum: a quarter of a frame."""
+    return stft_settings(fs)[0] // 4
+
+
+def _residual_delay_from_sums(sums, fs, max_delay_s):
+    """`residual_delay` from `BinSums`, searched within ``max_delay_s`` but at most `_stft_lag_limit`
+    (None without shared energy)."""
+    max_lag = min(max(1, int(np.ceil(max_delay_s * fs))), _stft_lag_limit(fs))
+    found = spectra_peaks(sums.cross, sums.power_x, sums.power_y, fs=fs, max_lag=max_lag)
+    return None if found is None else found.delay_samples
 
 
 def weighted_phase_error(phase_a, phase_b, weights=None):
@@ -597,15 +670,16 @@ def mix_report(x, y, *, fs, max_delay_s=0.01):
     fs : float
         Sample rate in Hz.
     max_delay_s : float, optional
-        Search range of `residual_delay`, default 0.01 s.
+        Search range of the residual delay, default 0.01 s, at most a quarter of the metric STFT's
+        frame (`stft_settings`: 10.7 ms at 44.1 and 48 kHz, 8 ms at 16 kHz).
 
     Returns
     -------
     report : dict
         ``mix_ratio`` (r), ``mix_loss_db``, ``null_db`` (phase-only, `null_depth_db`),
         ``broadband_null_db`` (`broadband_null_db`), ``ncc`` (`normalized_xcorr`) and
-        ``residual_delay_samples``, all plain floats; the residual delay is None where the part
-        `residual_delay` measures (the middle ten seconds) is silent.
+        ``residual_delay_samples`` (`residual_delay`), all plain floats; the residual delay is None
+        when it cannot be measured (no frequency bin with energy in both signals).
 
     Raises
     ------
@@ -621,8 +695,7 @@ def mix_report(x, y, *, fs, max_delay_s=0.01):
     >>> rep["mix_loss_db"], rep["ncc"], bool(rep["null_db"] <= -150)
     (0.0, 1.0, True)
     """
-    A, B = _cross_sums(x, y, fs)
-    return _report(A, B, x, y, fs, max_delay_s)
+    return _report(_cross_sums(x, y, fs), x, y, valid_fs(fs), max_delay_s)
 
 
 class MixMeter:
@@ -655,40 +728,31 @@ class MixMeter:
         self._y_spectrum = _metric_spectrum(self.y[..., :length], self.fs)
 
     def cross_sums(self, x):
-        """``(A, B) = (sum |X||Y|, sum Re(X conj Y))`` of `x` against the wet signal (see `mix_ratio`)."""
+        """`BinSums` of `x` against the wet signal (see `mix_ratio`)."""
         if np.shape(x)[-1] != self.n:
             raise ParameterError(f"this MixMeter measures signals of {self.n} samples, got {np.shape(x)[-1]}")
         return _cross_sums(x, self.y, self.fs, y_spectrum=self._y_spectrum)
 
     def null_db(self, x, *, sums=None):
         """`null_depth_db` of `x` against the wet signal; `sums` from `cross_sums` if already known."""
-        A, B = self.cross_sums(x) if sums is None else sums
-        return _db(_null(A, B))
+        sums = self.cross_sums(x) if sums is None else sums
+        return _db(_null(*sums.totals()))
 
     def report(self, x, *, max_delay_s=0.01, sums=None):
         """`mix_report` of `x` against the wet signal; `sums` from `cross_sums` if already known."""
-        A, B = self.cross_sums(x) if sums is None else sums
-        return _report(A, B, x, self.y, self.fs, max_delay_s)
+        return _report(self.cross_sums(x) if sums is None else sums, x, self.y, self.fs, max_delay_s)
 
 
-def _report(A, B, x, y, fs, max_delay_s):
+def _report(sums, x, y, fs, max_delay_s):
+    A, B = sums.totals()
     return {
         "mix_ratio": _ratio(A, B),
         "mix_loss_db": _db(_ratio(A, B)),
         "null_db": _db(_null(A, B)),
         "broadband_null_db": broadband_null_from_sums(*energy_sums(x, y)),
         "ncc": normalized_xcorr(x, y),
-        "residual_delay_samples": _residual_delay_or_none(x, y, fs, max_delay_s),
+        "residual_delay_samples": _residual_delay_from_sums(sums, fs, max_delay_s),
     }
-
-
-def _residual_delay_or_none(x, y, fs, max_delay_s):
-    """`residual_delay`, or None where the part it measures (the middle ten seconds) is silent: a
-    diagnostic must not fail a report whose other numbers are well defined."""
-    try:
-        return residual_delay(x, y, fs=fs, max_delay_s=max_delay_s)
-    except AudioError:
-        return None
 
 
 class StreamingMixMeter:
@@ -741,8 +805,9 @@ class StreamingMixMeter:
         self._centre = np.where(np.arange(self.nfft // 2 + 1) % 2, -1.0, 1.0)
         self._buffers = None
         self._seen = 0
-        self._A = np.zeros(self.n_candidates)
-        self._B = np.zeros(self.n_candidates)
+        bins = self.nfft // 2 + 1
+        self._sums = [BinSums(np.zeros(bins), np.zeros(bins), np.zeros(bins, complex), np.zeros(bins), np.zeros(bins))
+                      for _ in range(self.n_candidates)]
         self._xy = np.zeros(self.n_candidates)
         self._xx = np.zeros(self.n_candidates)
         self._yy = 0.0
@@ -784,11 +849,8 @@ class StreamingMixMeter:
         for buf in self._buffers:
             frames = np.lib.stride_tricks.sliding_window_view(buf, self.nfft, axis=-1)[..., :: self.hop, :][..., :count, :]
             spectra.append(sp_fft.rfft(frames * self._window, axis=-1, workers=-1) * self._centre)
-        wet = spectra[0]
-        for k, X in enumerate(spectra[1:]):
-            XY = np.reshape(X * np.conj(wet), (-1, self._centre.size))
-            self._A[k] += np.abs(XY).sum()
-            self._B[k] += XY.real.sum()
+        for sums, X in zip(self._sums, spectra[1:]):
+            _add_bin_sums(sums, X, spectra[0])
 
     def _finish(self):
         if self._frames_left > 0:
@@ -798,17 +860,16 @@ class StreamingMixMeter:
             self._push([np.zeros(buf.shape[:-1] + (pad,)) for buf in self._buffers])
 
     def sums(self, k):
-        """``(A, B)`` of candidate `k` (see `MixMeter.cross_sums`), after every block was added."""
+        """`BinSums` of candidate `k` (see `MixMeter.cross_sums`), after every block was added."""
         if self._seen < self.n:
             raise ParameterError(f"only {self._seen} of the announced {self.n} samples were added")
         self._finish()
-        return float(self._A[k]), float(self._B[k])
+        return self._sums[k]
 
-    def report(self, k, *, residual_delay_samples=None):
-        """`mix_report` of candidate `k`; the residual delay is not streamed: pass it if measured."""
-        A, B = self.sums(k)
-        if not A > 0:
-            raise AudioError("the signals share no energy in any time-frequency bin")
+    def report(self, k, *, max_delay_s=0.01):
+        """`mix_report` of candidate `k`."""
+        sums = self.sums(k)
+        A, B = sums.totals()
         den = np.sqrt(self._xx[k] * self._yy)
         return {
             "mix_ratio": _ratio(A, B),
@@ -816,5 +877,5 @@ class StreamingMixMeter:
             "null_db": _db(_null(A, B)),
             "broadband_null_db": broadband_null_from_sums(self._yy, self._xy[k], self._xx[k]),
             "ncc": float(np.clip(self._xy[k] / den, -1.0, 1.0)) if den > 0 else 0.0,
-            "residual_delay_samples": residual_delay_samples,
+            "residual_delay_samples": _residual_delay_from_sums(sums, self.fs, max_delay_s),
         }

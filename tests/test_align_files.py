@@ -31,6 +31,11 @@ def assert_reports_equal(got, expected):
         assert got[key] == pytest.approx(expected[key], abs=1e-8 if expected[key] > -100 else 1e-3), key
     # 1 - rho**2 from sums added in another order: rounding of ~1e-16 relative to a -105 dB null
     assert got["broadband_null_db"] == pytest.approx(expected["broadband_null_db"], abs=1e-3)
+    # the residual delay comes from the same per-bin sums
+    if expected["residual_delay_samples"] is None:
+        assert got["residual_delay_samples"] is None
+    else:
+        assert got["residual_delay_samples"] == pytest.approx(expected["residual_delay_samples"], abs=1e-6)
 
 
 @pytest.mark.parametrize("block", [1, 300, 1024, 4097, 50000])
@@ -100,7 +105,7 @@ def test_excerpt_route_streams_the_output_and_measures_the_whole_files(pair, tmp
     np.testing.assert_allclose(out.T, aligned, atol=1e-6)  # FLOAT output of the model on the whole file
     # the metrics are those of the whole files, not of the excerpt
     assert_reports_equal({k: result.after[k] for k in ("mix_ratio", "ncc", "mix_loss_db", "null_db",
-                                                             "broadband_null_db")},
+                                                             "broadband_null_db", "residual_delay_samples")},
                          mix_report(out.T, wet, fs=FS))
     assert_reports_equal(result.before, mix_report(dry, wet, fs=FS))
     assert_reports_equal(result.delay_polarity, mix_report(result.baseline.apply(dry), wet, fs=FS))
@@ -179,8 +184,8 @@ def test_mostly_silent_long_files_are_aligned(tmp_path, rng):
     assert result.after["null_db"] < -40
 
 
-def test_report_of_a_pair_silent_in_the_middle_has_no_residual_delay(rng):
+def test_report_of_a_pair_silent_in_the_middle_measures_its_residual_delay_where_it_sounds(rng):
     x = np.zeros(30 * FS)
-    x[: 2 * FS] = rng.standard_normal(2 * FS)  # the residual delay is measured on the middle 10 s
-    report = mix_report(x, 0.5 * x, fs=FS)
-    assert report["residual_delay_samples"] is None and report["null_db"] < -100
+    x[: 2 * FS] = rng.standard_normal(2 * FS)  # the residual delay covers the whole signals
+    report = mix_report(x, 0.5 * np.roll(x, 2), fs=FS)
+    assert report["residual_delay_samples"] == pytest.approx(2.0, abs=1e-3)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from apfdsp.estimate import gcc_phat
 from apfdsp.exceptions import AudioError, ParameterError
 from apfdsp.metrics import (
     broadband_null_db,
@@ -166,6 +167,26 @@ def test_normalized_xcorr(noise, rng):
 @pytest.mark.parametrize("d", [-3.3, 0.0, 2.4])
 def test_residual_delay(noise, d):
     assert residual_delay(noise, frac_delay(noise, d), fs=FS) == pytest.approx(d, abs=0.05)
+
+
+@pytest.mark.parametrize("d", [-7.25, -0.4, 0.0, 0.3, 5.5, 60.0])
+@pytest.mark.parametrize("layout", ["mono", "stereo", "mono wet"])
+def test_residual_delay_from_the_stft_agrees_with_whole_signal_gcc(noise, rng, d, layout):
+    """Second route: the residual delay from the metric STFT's sums against GCC on the whole signals."""
+    x = noise if layout == "mono" else np.stack([noise, rng.standard_normal(N)])
+    y = frac_delay(x, d) + 0.05 * rng.standard_normal(x.shape)
+    if layout == "mono wet":
+        y = y[0]
+    stft_route = residual_delay(x, y, fs=FS)
+    assert stft_route == pytest.approx(gcc_phat(x, y, fs=FS, max_delay_s=0.01)[0], abs=0.02)
+    assert stft_route == pytest.approx(d, abs=0.05)
+    assert mix_report(x, y, fs=FS)["residual_delay_samples"] == stft_route
+
+
+def test_residual_delay_without_shared_energy_is_none(rng):
+    x, y = np.zeros(N), np.zeros(N)
+    x[: N // 4], y[-N // 4 :] = rng.standard_normal((2, N // 4))  # never sounding at the same time
+    assert residual_delay(x, y, fs=FS) is None
 
 
 def test_residual_delay_search_range(noise):
