@@ -188,11 +188,12 @@ def _add_bin_sums(sums, X, Y):
     X, Y = np.broadcast_arrays(X, Y)
     X, Y = np.reshape(X, (-1, X.shape[-1])), np.reshape(Y, (-1, Y.shape[-1]))
     XY = X * np.conj(Y)
+    total = XY.sum(axis=0)
     sums.magnitude[:] += np.abs(XY).sum(axis=0)
-    sums.real[:] += XY.real.sum(axis=0)
-    sums.cross[:] += np.conj(XY.sum(axis=0))
-    sums.power_x[:] += (X.real**2 + X.imag**2).sum(axis=0)
-    sums.power_y[:] += (Y.real**2 + Y.imag**2).sum(axis=0)
+    sums.real[:] += total.real
+    sums.cross[:] += np.conj(total)
+    for power, Z in ((sums.power_x, X), (sums.power_y, Y)):
+        power[:] += np.einsum("ij,ij->j", Z.real, Z.real) + np.einsum("ij,ij->j", Z.imag, Z.imag)
 
 
 def _cross_sums_per_bin(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
