@@ -150,14 +150,20 @@ def _scratch_directory(near):
             os.rmdir(directory)
 
 
-def _streamed_metrics(dry_path, wet_path, candidate_paths, frames, fs, file_progress):
-    """`mix_report` sums of the dry and of each candidate file against the wet, over `frames` frames."""
-    meter = StreamingMixMeter(frames, fs=fs, n_candidates=1 + len(candidate_paths))
+def _streamed_metrics(dry_path, wet_path, candidate_paths, frames, fs, file_progress, *, baseline=None):
+    """`StreamingMixMeter` of the dry, of the dry through `baseline` (a causal cascade, filtered on the fly;
+    None: not measured) and of each candidate file, in that order, against the wet over `frames` frames."""
+    n_candidates = 1 + (baseline is not None) + len(candidate_paths)
+    meter = StreamingMixMeter(frames, fs=fs, n_candidates=n_candidates)
     streams = [read_audio_blocks(p, BLOCK_FRAMES, frames=frames) for p in [wet_path, dry_path] + candidate_paths]
-    done = 0
-    for blocks in zip(*streams):
-        meter.add(blocks[0], blocks[1:])
-        done += blocks[0].shape[-1]
+    state, done = None, 0
+    for wet, dry, *others in zip(*streams):
+        if baseline is not None:
+            state = baseline.initial_state(dry.shape) if state is None else state
+            by_baseline, state = baseline.apply(dry, zi=state)
+            others = [by_baseline] + others
+        meter.add(wet, [dry] + others)
+        done += wet.shape[-1]
         if file_progress is not None:
             file_progress(done, frames)
     return meter
@@ -186,15 +192,18 @@ def _long_files(dry_path, wet_path, infos, out_path, subtype, fit_kwargs, limit,
         aligned_path = out_path if out_path is not None else os.path.join(scratch, "aligned.wav")
         apply_file(result.cascade, dry_path, aligned_path, block_size=BLOCK_FRAMES,
                    subtype=subtype if out_path is not None else "FLOAT")
-        candidates = [aligned_path]
-        if result.method != "delay+polarity":
+        candidates, streamed_baseline = [aligned_path], None
+        if result.method != "delay+polarity" and result.baseline.causal:
+            streamed_baseline = result.baseline  # a delay (and a flip): filtered while measuring
+        elif result.method != "delay+polarity":
             candidates.insert(0, os.path.join(scratch, "delay_polarity.wav"))
             apply_file(result.baseline, dry_path, candidates[0], block_size=BLOCK_FRAMES, subtype="FLOAT")
         if stage is not None:
             stage("measuring the whole files")
-        meter = _streamed_metrics(dry_path, wet_path, candidates, frames, fs, file_progress)
-    before, after = meter.report(0), meter.report(len(candidates))
-    delay_polarity = after if len(candidates) == 1 else meter.report(1)
+        meter = _streamed_metrics(dry_path, wet_path, candidates, frames, fs, file_progress,
+                                  baseline=streamed_baseline)
+    before, after = meter.report(0), meter.report(meter.n_candidates - 1)
+    delay_polarity = after if result.method == "delay+polarity" else meter.report(1)
     settings = dict(result.settings, analysis={
         "whole_files": False, "start_s": start / fs, "duration_s": length / fs, "files_s": frames / fs})
     result = dataclasses.replace(result, before=before, delay_polarity=delay_polarity, after=after,

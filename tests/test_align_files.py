@@ -113,6 +113,22 @@ def test_excerpt_route_streams_the_output_and_measures_the_whole_files(pair, tmp
     assert sorted(os.listdir(tmp_path)) == ["dry.wav", "out.wav", "wet.wav"]  # no scratch left
 
 
+def test_excerpt_route_measures_delay_and_polarity_when_the_wet_leads(tmp_path, rng):
+    """An advance cannot stream: the delay + polarity candidate then goes through a scratch file."""
+    n = 4 * FS
+    dry = rng.standard_normal(n) * np.repeat(rng.uniform(0.05, 0.5, n // 2000 + 1), 2000)[:n]
+    wet = 0.7 * EFFECT.apply(np.r_[dry[40:], np.zeros(40)])  # the wet leads the dry by 17 samples
+    paths = [str(tmp_path / name) for name in ("d.wav", "w.wav")]
+    sf.write(paths[0], dry, FS, subtype="FLOAT")
+    sf.write(paths[1], wet, FS, subtype="FLOAT")
+    dry, wet = (a.astype(np.float32).astype(float) for a in (dry, wet))
+    result, _, _ = align_files(*paths, max_analysis_samples=FS)
+    assert not result.baseline.causal and result.method == "allpass"
+    assert_reports_equal(result.delay_polarity, mix_report(result.baseline.apply(dry), wet, fs=FS))
+    assert_reports_equal(result.before, mix_report(dry, wet, fs=FS))
+    assert sorted(os.listdir(tmp_path)) == ["d.wav", "w.wav"]
+
+
 def test_excerpt_model_matches_the_whole_file_model(pair):
     paths, dry, wet = pair
     excerpt, _, _ = align_files(paths["dry"], paths["wet"], max_analysis_samples=2 * FS)
