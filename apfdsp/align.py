@@ -17,7 +17,7 @@ from .confidence import pair_statistics, verdict
 from .estimate import estimate
 from .exceptions import ParameterError
 from .fit import fit_phase
-from .fit_audio import BASE_SECTIONS, more_sections
+from .fit_audio import BASE_SECTIONS, delay_polarity_model, more_sections
 from .metrics import MixMeter
 from .threads import single_threaded_blas
 
@@ -278,8 +278,7 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
              causal):
     """Estimate and fit one (possibly multichannel, pooled) pair; return (allpass, baseline, est, fit)."""
     est = estimate(dry, wet, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
-    baseline = _snap_delay(AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []),
-                                          fs=fs))
+    baseline = _snap_delay(delay_polarity_model(est, fs=fs))
     freqs, H, weights = _reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     residual = est.delay_samples - est.integer_delay
     # The allpass may take over part of the bulk delay; a causal model never advances the dry. When the

@@ -37,11 +37,10 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import value_and_grad
 from autograd.misc.flatten import flatten
-from numpy.lib.stride_tricks import sliding_window_view
-from scipy import signal
 
 from ._validate import valid_audio, valid_fs, valid_int, valid_range
-from .cascade import Allpass1, Allpass2, AllpassCascade, Delay
+from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
+from .designs import TIME_DESIGN, null_on_audio, time_equation_error_ladder, warped_radius_bound
 from .estimate import estimate
 from .exceptions import AudioError, ParameterError
 from .filters import second_order_denominator, thiran_coef
@@ -66,20 +65,7 @@ _DECAY_DB = 60.0  # the warm-up lets the slowest pole decay by this much
 _N_CHECKPOINTS = 10  # full-audio evaluations during training (the best one is kept)
 _N_EVAL_SEGMENTS = 16  # longer audio is evaluated on this many evenly spaced segments
 _LOG_SPACED_RADIUS = 0.7  # pole radius of the sections of the log-spaced start
-_EQ_MAX_ROWS = 2**16  # sample times per channel in the least-squares problems of the equation-error start
-_EQ_MAX_SPAN = 2**18  # the sample times lie within this many samples from the dry's onset
-_EQ_N_BLOCKS = 8  # more sample times than _EQ_MAX_ROWS: this many evenly spaced blocks
-_EQ_CHUNK = 8192  # rows of lagged samples formed at once
-_EQ_N_CANDIDATES = 4  # equation-error designs refined (Steiglitz-McBride) and scored on the loss
-_EQ_SM_ITER = 3  # Steiglitz-McBride iterations per design
-_EQ_MAX_ORDER = 2 * 32 + 2  # highest allpass order of the equation-error designs (MAX_SECTIONS sections)
-_EQ_ORIGIN = 1e-5  # poles closer to z = 0 are one-sample delays
-_EXACT_NULL_DB = -100.0  # null depth of the start on the whole audio below which it is not trained
-_EQ_IV_RCOND = 1e-13  # relative eigenvalue floor of the instruments' Gram matrix
-_EQ_GAIN_ITER = 3  # alternations of gain and denominator in the screening solves
-_EQ_N_DELAYS = 2  # bulk delays per (order, polarity) whose output error is computed
-_EQ_WARPS = (-0.8, 0.5)  # warps of the warped designs (structure="warped"), as in apfdsp.fit
-_EQ_N_WARP_DELAYS = 3  # bulk delays of the warped designs
+_EXACT_NULL_DB = TIME_DESIGN.exact_null_db  # a start whose null on the whole audio is below this is not trained
 
 #: Rungs of the automatic order (``n_sections=None``): the largest number of second-order sections tried.
 SECTION_RUNGS = (3, 8, 16, 32)
@@ -137,14 +123,6 @@ def warmup_samples(pole_radius, *, stretch=1, decay_db=_DECAY_DB):
     return valid_int(stretch, "stretch", minimum=1) * steps
 
 
-def _warped_radius_bound(radius, warp):
-    r"""Largest z-plane pole radius of a warped section with pole radius `radius` (in v) and |a| <= `warp`."""
-    # z = (p - a) / (1 - a p) maps the pole p of the section in v into the z-plane, and
-    # 1 - |z|^2 = (1 - a^2)(1 - |p|^2) / |1 - a p|^2 is smallest for |1 - a p| = 1 + |a||p|.
-    gap = (1.0 - warp**2) * (1.0 - radius**2) / (1.0 + warp * radius) ** 2
-    return float(np.sqrt(max(1.0 - gap, 0.0)))
-
-
 def warmup_bound(*, structure="warped", ranges=DEFAULT_RANGES, stretch=5, decay_db=_DECAY_DB, fs=None):
     r"""Warm-up that covers every filter the parameter ranges allow (from the pole radius limits).
 
@@ -189,7 +167,7 @@ def warmup_bound(*, structure="warped", ranges=DEFAULT_RANGES, stretch=5, decay_
         raise ParameterError("the ranges' limits depend on the sample rate: pass fs")
     radius = ranges.radius_limit(fs)
     if structure != "traditional":
-        radius = _warped_radius_bound(radius, ranges.warp_max)
+        radius = warped_radius_bound(radius, ranges.warp_max)
     k = stretch if structure == "stretched" else 1
     return max(warmup_samples(radius, stretch=k, decay_db=decay_db),
                warmup_samples(ranges.coef_limit(fs), decay_db=decay_db))
@@ -498,470 +476,6 @@ def _log_spaced_start(est, *, n_sections, n_first_order, structure, stretch, ran
     frac = float(np.clip(remaining - shift, 0.5, 1.5))
     layout = probe.replace(delay_shift=shift)
     return layout, layout.t_from(sections2, coefs1, frac)
-
-
-# -- the equation-error start (time domain) -------------------------------------------------------------
-
-
-class _LaggedPair:
-    r"""Lagged (or warped-lagged) samples of a dry/wet pair: the least-squares data of the equation-error start.
-
-    With the warped delay :math:`V = (z^{-1} + \lambda)/(1 + \lambda z^{-1})` (:math:`V = z^{-1}` for
-    :math:`\lambda = 0`; the substitution of the warped sections, docs/maths.md sections 2.1 and 9.3), a row holds at
-    one sample time n the columns :math:`Y_c = (V^c y)[n]`, :math:`c = 0 \ldots K`, then
-    :math:`X_c = (V^c z^{-L_{lo}} x)[n]`, :math:`c = 0 \ldots L_{hi} - L_{lo}` (x the dry, y the wet).
-    For :math:`\lambda = 0` these are the lagged samples :math:`y[n - c]` and :math:`x[n - L_{lo} - c]`,
-    taken with sliding windows; otherwise each power of V is one more first-order allpass pass. Only
-    sample times at which every lag exists are used (the covariance method, no zero padding): at most
-    `max_rows` per channel, in `_EQ_N_BLOCKS` evenly spaced blocks when there are more (a sweep then
-    contributes all its frequencies), from the first sample where the dry is not silent to at most
-    `max_span` samples later. All filtering runs from the start of the audio, from rest, as the effect
-    did, so it is exact. The wet is divided by a gain per channel (`gain`: first the ratio of RMS
-    levels, which an allpass keeps; later the least-squares gain of a model), so that a level
-    difference does not bias the designs: they are level-invariant, like the loss.
-    """
-
-    def __init__(self, dry, wet, max_rows=_EQ_MAX_ROWS, max_span=_EQ_MAX_SPAN):
-        self.dry = dry.reshape(-1, dry.shape[-1])
-        self.wet = wet.reshape(-1, wet.shape[-1])
-        loud = np.flatnonzero(np.max(np.abs(self.dry), axis=0) > 1e-3 * np.max(np.abs(self.dry)))
-        self.onset = int(loud[0]) if loud.size else 0
-        self.max_rows, self.max_span = max_rows, max_span
-        span = slice(self.onset, self.onset + max_span)
-        dry_power = np.sum(self.dry[:, span] ** 2, axis=-1)
-        wet_power = np.sum(self.wet[:, span] ** 2, axis=-1)
-        ok = (dry_power > 0) & (wet_power > 0)
-        self.gain = np.where(ok, np.sqrt(wet_power / np.where(ok, dry_power, 1.0)), 1.0)
-
-    def blocks(self, y_order, x_lags):
-        """List of ``(first, stop)`` blocks of sample times that have all the lags (empty if none)."""
-        first = self.onset + max(y_order, x_lags[1], 0)
-        stop = min(self.wet.shape[-1], self.dry.shape[-1] + x_lags[0], self.onset + self.max_span)
-        if stop <= first:
-            return []
-        if stop - first <= self.max_rows:
-            return [(first, stop)]
-        length = self.max_rows // _EQ_N_BLOCKS
-        starts = np.linspace(first, stop - length, _EQ_N_BLOCKS).round().astype(int)
-        return [(int(a), int(a) + length) for a in starts]
-
-    def gram(self, y_order, x_lags, *, warp=0.0, poles=None, gain=None):
-        r"""Gram matrix of the rows, summed over channels; None if no sample time has all the lags.
-
-        The wet is divided by `gain` (per channel; default `self.gain`). With `poles` (of
-        :math:`A(V)`), both signals are first filtered by :math:`1/A(V)` (`_inverse_sos`), the
-        prefilter of a Steiglitz-McBride iteration.
-        """
-        x_lo, x_hi = x_lags
-        blocks = self.blocks(y_order, x_lags)
-        if not blocks:
-            return None
-        stop = blocks[-1][1]
-        gain = self.gain if gain is None else gain
-        ys, xs = self.wet[:, :stop] / gain[:, None], self.dry[:, : stop - x_lo]
-        if poles is not None:
-            sos = _inverse_sos(poles, warp)
-            ys, xs = signal.sosfilt(sos, ys), signal.sosfilt(sos, xs)
-        if warp == 0.0:
-            # Row n of a sliding window of length K + 1 starting at n - K, reversed: s[n], ..., s[n - K].
-            y_cols = sliding_window_view(ys, y_order + 1, axis=-1)[:, :, ::-1]
-            x_cols = sliding_window_view(xs, x_hi - x_lo + 1, axis=-1)[:, :, ::-1]
-            y_offset, x_offset = y_order, x_hi
-        else:
-            times = np.concatenate([np.arange(a, b) for a, b in blocks])
-            y_cols = _warped_lags(ys, y_order, warp, times)
-            x_cols = _warped_lags(xs, x_hi - x_lo, warp, times - x_lo)
-            blocks, y_offset, x_offset = [(0, len(times))], 0, 0
-        size = y_order + 1 + x_hi - x_lo + 1
-        gram = np.zeros((size, size))
-        for first, last in blocks:
-            for p in range(first, last, _EQ_CHUNK):
-                q = min(p + _EQ_CHUNK, last)
-                for channel in range(ys.shape[0]):
-                    rows = np.concatenate([y_cols[channel, p - y_offset : q - y_offset],
-                                           x_cols[channel, p - x_offset : q - x_offset]], axis=1)
-                    gram += rows.T @ rows
-        return gram
-
-    def output_error(self, z_poles, delay, polarity, blocks, anticausal=None):
-        r"""Level-invariant output error of a model over `blocks`, and its gains.
-
-        With the model :math:`m = s z^{-D} z^{-N} A(z^{-1})/A(z)\, x` (A with the z-plane roots
-        `z_poles`; `blocks`, from `blocks`, must hold the lags ``delay ... delay + N``) and the
-        least-squares gain :math:`g_c \ge 0` of every channel, the error is
-        :math:`\sum_c \|y_c - g_c m_c\|^2 / \sum_c \|y_c\|^2`.
-
-        With `anticausal` (a bool per pole of `z_poles`, all inside the unit circle), the flagged poles
-        are sections run backwards in time (over the whole dry, as `apfdsp.AllpassCascade.apply` does):
-        the model then has the poles ``1 / conj(p)`` of the flagged ones, with the same delay.
-
-        Returns
-        -------
-        error : float
-        gain : ndarray, shape (channels,)
-            The gains :math:`g_c` (1 where the model is silent or anti-correlated).
-        """
-        stop = blocks[-1][1]
-        if anticausal is not None and np.any(anticausal):
-            z_poles, anticausal = np.asarray(z_poles), np.asarray(anticausal, dtype=bool)
-            full = signal.sosfilt(_allpass_sos(z_poles[~anticausal]), self.dry)
-            full = polarity * signal.sosfilt(_allpass_sos(z_poles[anticausal]), full[:, ::-1])[:, ::-1]
-        else:
-            full = polarity * signal.sosfilt(_allpass_sos(z_poles), self.dry[:, : stop - delay])
-        wet = np.concatenate([self.wet[:, first:last] for first, last in blocks], axis=1)
-        model = np.concatenate([full[:, first - delay : last - delay] for first, last in blocks], axis=1)
-        cross, power = np.sum(wet * model, axis=1), np.sum(model**2, axis=1)
-        gain = np.where(cross > 0, cross / np.maximum(power, 1e-300), 0.0)
-        error = np.sum((wet - gain[:, None] * model) ** 2) / max(np.sum(wet**2), 1e-300)
-        return float(error), np.where(gain > 0, gain, 1.0)
-
-
-def _warped_lags(s, order, warp, times):
-    r"""``(channels, len(times), order + 1)``: :math:`(V^c s)[n]` for the sample times n, c = 0 ... order."""
-    out = np.empty(s.shape[:1] + (len(times), order + 1))
-    for c in range(order + 1):
-        out[:, :, c] = s[:, times]
-        if c < order:
-            s = signal.lfilter([warp, 1.0], [1.0, warp], s, axis=-1)
-    return out
-
-
-def _solve_equation_error(gram, *, y_order, x_lo, order, delays, polarity, instrumental=False, n_gain=0):
-    r"""Least-squares allpass denominators of one order for several bulk delays (time-domain equation error).
-
-    The model is :math:`y = g s\, z^{-D} V^N A(V^{-1}) / A(V)\, x` with
-    :math:`A(V) = 1 + \sum_{k=1}^N a_k V^k` (V the warped delay of `_LaggedPair`; :math:`z^{-1}` without
-    warping) and a gain g = 1/c. Multiplied by A it is linear in :math:`a_k` for a given c (M. Lang's
-    equation error, docs/maths.md sections 8.1 and 9.1); without warping, with :math:`M = D + N`,
-
-    .. math:: c \Big(y[n] + \sum_k a_k y[n-k]\Big) = s \Big(x[n-M] + \sum_k a_k x[n-M+k]\Big),
-
-    i.e. :math:`U a = v` with columns :math:`u_k = c Y_k - s X_{N-k}` and :math:`v = s X_N - c Y_0`,
-    where :math:`Y_k = V^k y` and :math:`X_j = V^j z^{-D} x` (`_LaggedPair.gram`; without warping,
-    every D in the dry lags of the Gram matrix can be solved for, with warping only D = `x_lo`). Plain
-    least squares solves :math:`U^T U a = U^T v`. Noise on y enters U and biases that solution; with
-    ``instrumental=True`` the equations are projected on the dry columns Z of the Gram matrix
-    (instruments: correlated with U, not with noise on the wet): inner products
-    :math:`\langle p, q\rangle = p^T Z (Z^T Z)^{-1} Z^T q` (two-stage least squares), which is
-    consistent. Every inner product is a quadratic form of the Gram matrix. With `n_gain` > 0, c starts
-    at 1 and alternates `n_gain` times with a: :math:`c = \langle w, t\rangle / \langle w, w\rangle`,
-    :math:`w = Y_0 + \sum_k a_k Y_k`, :math:`t = s(X_N + \sum_k a_k X_{N-k})`; on exact data a gain
-    error of 1e-3 otherwise leaves the design far off (the system is badly conditioned).
-
-    Returns
-    -------
-    a : ndarray, shape (len(delays), order)
-        Denominator coefficients :math:`a_1 \ldots a_N` for every delay D.
-    residual : ndarray, shape (len(delays),)
-        The minimised (projected) equation error relative to :math:`c^2\|Y_0\|^2 + \|X_N\|^2`.
-    """
-    size = gram.shape[0]
-    if instrumental:
-        # Whitening by (Z^T Z)^(-1/2); directions of Z that are numerically dependent are left out.
-        eigval, eigvec = np.linalg.eigh(gram[y_order + 1 :, y_order + 1 :])
-        keep = eigval > _EQ_IV_RCOND * eigval[-1]
-        projected = gram[:, y_order + 1 :] @ (eigvec[:, keep] / np.sqrt(eigval[keep]))
-        metric = projected @ projected.T
-    else:
-        metric = gram
-    delays = np.asarray(delays)
-    index, k = np.arange(len(delays)), np.arange(order)
-    end_col = y_order + 1 - x_lo + delays + order  # column of X_N (X_j of delay D: column of lag D + j)
-    # Every vector is a combination of the Gram columns: Y_k (k = 1..N), s X_{N-k}, s X_N and Y_0.
-    y_k = np.zeros((len(delays), size, order))
-    y_k[:, k + 1, k] = 1.0
-    x_k = np.zeros((len(delays), size, order))
-    x_k[index[:, None], end_col[:, None] - 1 - k[None, :], k[None, :]] = polarity
-    x_end = np.zeros((len(delays), size))
-    x_end[index, end_col] = polarity
-    y_0 = np.zeros(size)
-    y_0[0] = 1.0
-
-    def gram_of(p, q):  # <p_i, q_j> for stacks of column combinations (delays, size, m)
-        return np.swapaxes(p, 1, 2) @ (metric @ q)
-
-    def dot(p, q):  # <p, q> for one combination per delay (delays, size)
-        return np.einsum("dn,dn->d", p, q @ metric)
-
-    c = np.ones(len(delays))
-    for step in range(n_gain + 1):
-        u = c[:, None, None] * y_k - x_k
-        v = x_end - c[:, None] * y_0
-        normal, rhs = gram_of(u, u), gram_of(u, v[:, :, None])[:, :, 0]
-        try:
-            a = np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:  # silent stretches, a band-limited dry: the minimum-norm solution
-            a = np.einsum("dij,dj->di", np.linalg.pinv(normal), rhs)
-        if step < n_gain:
-            w = y_0 + np.einsum("dnk,dk->dn", y_k, a)
-            t = x_end + np.einsum("dnk,dk->dn", x_k, a)
-            update = dot(w, t) / np.maximum(dot(w, w), 1e-300)
-            c = np.where(update > 0, update, c)  # a negative gain is the other polarity's design
-    energy = c**2 * gram[0, 0] + gram[end_col, end_col]
-    residual = (dot(v, v) - np.einsum("dk,dk->d", rhs, a)) / np.maximum(energy, 1e-300)
-    return a, residual
-
-
-def _stable_poles(a, r_max):
-    """Roots of ``[1, a]`` reflected inside the unit circle and scaled to radius <= `r_max`."""
-    roots = np.roots(np.r_[1.0, a])
-    outside = np.abs(roots) > 1.0
-    roots[outside] = 1.0 / np.conj(roots[outside])
-    radius = np.abs(roots)
-    return np.where(radius > r_max, roots * r_max / np.maximum(radius, 1e-300), roots)
-
-
-def _z_poles(v_poles, warp):
-    r"""z-plane poles :math:`(q - \lambda)/(1 - \lambda q)` of :math:`1/A(V)` for the roots q of A in V."""
-    return (v_poles - warp) / (1.0 - warp * v_poles)
-
-
-def _denominator_rows(z_poles):
-    """Rows ``[1, d, c]`` of every complex pair (upper half-plane pole) and ``[1, -p, 0]`` of every real pole."""
-    upper = z_poles[z_poles.imag > 1e-9]
-    reals = z_poles[np.abs(z_poles.imag) <= 1e-9].real
-    return np.concatenate([np.stack([np.ones(len(upper)), -2.0 * upper.real, np.abs(upper) ** 2], axis=1),
-                           np.stack([np.ones(len(reals)), -reals, np.zeros(len(reals))], axis=1)])
-
-
-def _sos(numerator, denominator):
-    """SOS from numerator and denominator rows (the identity for none)."""
-    if not len(denominator):
-        return np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])
-    return np.concatenate([numerator, denominator], axis=1)
-
-
-def _allpass_sos(z_poles):
-    r"""SOS of the allpass :math:`z^{-N} A(z^{-1})/A(z)` whose denominator has the roots `z_poles`."""
-    den = _denominator_rows(z_poles)
-    real = den[:, 2] == 0.0
-    # The numerator is the denominator reversed: [c, d, 1] for a pair, [b, 1, 0] for a first-order [1, b, 0].
-    num = np.where(real[:, None], den[:, [1, 0, 2]], den[:, ::-1])
-    return _sos(num, den)
-
-
-def _inverse_sos(v_poles, warp):
-    r"""SOS of :math:`1/A(V)` (up to a constant) for the roots `v_poles` of A in the warped variable.
-
-    Each factor :math:`1 - qV = (1 - \lambda q)(1 - p z^{-1})/(1 + \lambda z^{-1})` with p the z-plane
-    pole (`_z_poles`), so :math:`1/A(V) \propto \prod_i (1 + \lambda z^{-1})/(1 - p_i z^{-1})`.
-    """
-    den = _denominator_rows(_z_poles(v_poles, warp))
-    real = den[:, 2] == 0.0
-    num = np.where(real[:, None], [1.0, warp, 0.0], [1.0, 2.0 * warp, warp * warp])
-    return _sos(num, den)
-
-
-def _sections_from_v_poles(v_poles, warp, *, structure, ranges, fs):
-    r"""Second-order (R, fc, warp) triples and first-order coefficients with the given poles.
-
-    A complex pair of roots q of :math:`A(V)` is the warped section with warp :math:`\lambda`, radius
-    :math:`|q|` and angle :math:`\arg q` (docs/maths.md sections 2.3 and 9.5). Found without warping, a pair whose
-    radius is beyond the ranges is, for the warped structure, given the warp a of smallest :math:`|q|`
-    on a grid, :math:`q = (p + a)/(1 + ap)` the pole in the warped variable (the inverse of
-    `_z_poles`); the traditional structure clips the radius. A real root becomes the first-order
-    section with coefficient -p, p its z-plane pole (clipped to the ranges by `_Layout.t_from`).
-    """
-    sections2 = []
-    for q in v_poles[v_poles.imag > 1e-9]:
-        section_warp = warp
-        if warp == 0.0 and structure == "warped" and abs(q) >= ranges.radius_limit(fs):
-            grid = np.linspace(-1.0, 1.0, 401) * 0.999 * ranges.warp_max
-            section_warp = float(grid[np.argmin(np.abs((q + grid) / (1.0 + grid * q)))])
-            q = (q + section_warp) / (1.0 + section_warp * q)
-        radius = min(abs(q), ranges.radius_limit(fs))  # `_Layout.t_from` keeps it inside the open range
-        sections2.append((radius, abs(np.angle(q)) * fs / (2 * np.pi), section_warp))
-    reals = v_poles[np.abs(v_poles.imag) <= 1e-9]
-    coefs1 = list(-_z_poles(reals, warp).real)
-    return sections2, coefs1
-
-
-def _equation_error_starts(dry, wet, est, *, n_sections, n_first_order, structure, stretch, ranges, fs,
-                           anticausal=False, min_order=1):
-    r"""Starts from M. Lang's equation-error allpass design on the audio itself (time domain).
-
-    1. **Screening.** For every allpass order :math:`N \le N_{max} = 2 \cdot` `n_sections` +
-       `n_first_order` + 1 (the order of the log-spaced layout with its Thiran section; at most
-       `_EQ_MAX_ORDER`), both polarities and every bulk delay D from :math:`\hat D - 2N_{max} - 2` to
-       :math:`\hat D + 2` (:math:`\hat D` the GCC-PHAT delay, which the dispersion of an allpass biases
-       upwards), an instrumental-variable solve, alternated `_EQ_GAIN_ITER` times with the gain, gives
-       the denominator (`_solve_equation_error`); all come from one Gram matrix of lagged samples
-       (`_LaggedPair`). The `_EQ_N_DELAYS` delays of every (order, polarity) with the lowest equation
-       error are kept.
-    2. **Warped designs** (structure ``"warped"``): the same on the warped delay V with warps
-       `_EQ_WARPS`, for the `_EQ_N_WARP_DELAYS` best delays of step 1, one Gram matrix per delay and
-       plain least squares (its K + 1 dry columns are too few instruments). Warping spreads poles
-       crowded near z = 1 (high-Q low-frequency sections at high sample rates), where the plain design
-       is numerically singular, and its roots are warped sections directly.
-    3. **Ranking** by output error (the model run on the dry, `_LaggedPair.output_error`) times
-       :math:`1 + 0.05 N`: low orders first among near-equal errors.
-    4. **Steiglitz-McBride.** The best `_EQ_N_CANDIDATES` get `_EQ_SM_ITER` iterations: both signals are
-       filtered by :math:`1/A` of the previous solution and the plain least-squares system is solved
-       again, which turns the equation error :math:`A e` into the output error e to first order (the
-       fixed point is unbiased on noisy or non-allpass data); the iterate with the lowest output error
-       is kept.
-    5. **Sections.** Roots outside the unit circle are reflected inside, radii clipped to the ranges;
-       roots at z = 0 (unwarped) are one-sample delays and join the bulk delay; the rest become
-       sections (`_sections_from_v_poles`). Designs with more than `n_sections` complex pairs are
-       dropped. The Thiran section of the layout is set to exactly one sample.
-
-    With `min_order` the designs start at that order (the ladder of `_equation_error_ladder` adds only
-    orders above those it has tried).
-
-    With ``anticausal=True`` every design is also scored (output error over the whole dry) with its
-    roots outside the unit circle kept as anticausal sections, which realise them exactly (same bulk
-    delay; a root at infinity is a one-sample advance); the better of the two variants is kept.
-
-    Returns
-    -------
-    starts : list of (layout, t)
-        Best (lowest output error) first. Empty for the stretched structure (its sections are
-        polynomials in :math:`z^{-K}`) or when the audio is too short for the lags.
-    """
-    if structure == "stretched":
-        return []
-    max_order = min(2 * n_sections + n_first_order + 1, _EQ_MAX_ORDER)
-    # Largest pole radius of an unwarped design the structure realises (warped sections reach closer to
-    # |z| = 1); a warped design's roots are section poles, bounded by r_max.
-    r_max = ranges.radius_limit(fs)
-    plain_radius = r_max if structure == "traditional" else _warped_radius_bound(r_max, ranges.warp_max)
-    d_lo = est.integer_delay - 2 * max_order - 2
-    if est.integer_delay >= 0:
-        d_lo = max(d_lo, 0)  # causal when GCC-PHAT is
-    delays = np.arange(d_lo, max(est.integer_delay + 2, d_lo) + 1)
-    x_lags = (int(delays[0]), int(delays[-1]) + max_order)
-    pair = _LaggedPair(dry, wet)
-    gram = pair.gram(max_order, x_lags)
-    if gram is None:
-        return []
-    blocks = pair.blocks(max_order, x_lags)
-
-    def v_poles(a, warp):
-        return _stable_poles(a, plain_radius if warp == 0.0 else r_max)
-
-    def outside(a):
-        return np.abs(np.roots(np.r_[1.0, a])) > 1.0  # in the order of `v_poles`
-
-    def output_error(order, delay, polarity, a, warp):
-        """Output error, penalised by the order, the gains of the model and whether it is two-sided."""
-        if not np.all(np.isfinite(a)):  # an overflowed solve (band-limited audio, a singular system)
-            return np.inf, 1.0, False
-        z_poles = _z_poles(v_poles(a, warp), warp)
-        error, gain = pair.output_error(z_poles, delay, polarity, blocks)
-        two_sided = False
-        if anticausal:
-            flags = outside(a)
-            if np.any(flags):
-                error2, gain2 = pair.output_error(z_poles, delay, polarity, blocks, anticausal=flags)
-                if error2 < error:
-                    error, gain, two_sided = error2, gain2, True
-        return error * (1.0 + 0.05 * order) + 1e-13 * order, gain, two_sided
-
-    designs = []  # (order, delay, polarity, a, warp)
-    for polarity in (est.polarity, -est.polarity):
-        for order in range(min(min_order, max_order), max_order + 1):
-            a, residual = _solve_equation_error(gram, y_order=max_order, x_lo=x_lags[0], order=order,
-                                                delays=delays, polarity=polarity, instrumental=True,
-                                                n_gain=_EQ_GAIN_ITER)
-            designs += [(order, int(delays[i]), polarity, a[i], 0.0) for i in np.argsort(residual)[:_EQ_N_DELAYS]]
-    scored = sorted(((*output_error(*design), *design) for design in designs), key=lambda item: item[0])
-    if structure == "warped":
-        warp_delays = list(dict.fromkeys(delay for _, _, _, _, delay, *_ in scored))[:_EQ_N_WARP_DELAYS]
-        for warp in _EQ_WARPS:
-            for delay in warp_delays:
-                warped_gram = pair.gram(max_order, (delay, delay + max_order), warp=warp)
-                for polarity in (est.polarity, -est.polarity):
-                    for order in range(min(min_order, max_order), max_order + 1):
-                        a, _ = _solve_equation_error(warped_gram, y_order=max_order, x_lo=delay, order=order,
-                                                     delays=[delay], polarity=polarity, n_gain=_EQ_GAIN_ITER)
-                        design = (order, delay, polarity, a[0], warp)
-                        scored.append((*output_error(*design), *design))
-        scored.sort(key=lambda item: item[0])
-
-    starts = []
-    for error, gain, two_sided, order, delay, polarity, a, warp in scored:
-        if not np.isfinite(error):
-            break  # sorted: only failed designs remain
-        best_error, best_a, best_two_sided = error, a, two_sided
-        for _ in range(_EQ_SM_ITER):
-            # The prefilter 1/A only weights the equations by 1/|A|^2: its reflected (stable) poles do.
-            sm_gram = pair.gram(order, (delay, delay + order), warp=warp, poles=v_poles(a, warp), gain=gain)
-            a = _solve_equation_error(sm_gram, y_order=order, x_lo=delay, order=order, delays=[delay],
-                                      polarity=polarity)[0][0]
-            error, gain, two_sided = output_error(order, delay, polarity, a, warp)
-            if not np.isfinite(error):
-                break
-            if error < best_error:
-                best_error, best_a, best_two_sided = error, a, two_sided
-        poles = v_poles(best_a, warp)
-        # A two-sided design is also returned reflected (all causal): the loss decides between them.
-        variants = [outside(best_a), np.zeros(len(poles), dtype=bool)] if best_two_sided else [None]
-        made = [_start_layout(poles, flags, warp, delay, polarity, n_sections=n_sections, structure=structure,
-                              stretch=stretch, ranges=ranges, fs=fs) for flags in variants]
-        made = [item for item in made if item is not None]
-        if not made:
-            continue
-        starts += [(best_error, layout, t) for layout, t in made]
-        if len(starts) >= _EQ_N_CANDIDATES:
-            break
-    starts.sort(key=lambda item: item[0])
-    return [(layout, t) for _, layout, t in starts]
-
-
-def _equation_error_ladder(dry, wet, est, *, n_sections, n_first_order, anticausal, **shape):
-    """Equation-error starts with as many sections as the audio asks for (`n_sections` None: auto).
-
-    With a fixed `n_sections`, the starts of `_equation_error_starts`. With None, the orders grow in
-    rungs (`SECTION_RUNGS`: up to 3, 8, 16, then `MAX_SECTIONS` second-order sections): the next rung's
-    designs (its orders only) are added while the best start's null on the whole audio
-    (`apfdsp.metrics.null_depth_db`) deepens by at least `ORDER_MARGIN_DB`, and not once a start is
-    already exact (null below -100 dB). Returns ``(starts, n_sections)``: the starts, best rung's
-    first, and the number of sections of the last rung kept.
-    """
-    rungs = SECTION_RUNGS if n_sections is None else (n_sections,)
-    kinds = (True, False) if anticausal else (False,)
-
-    def designs(n, min_order):
-        # With anticausal sections allowed, the causal designs compete too: two-sided designs can
-        # crowd the best causal one out of the shortlist, and the causal one may be the exact one.
-        # Singular systems (band-limited audio) may overflow a solve: that design is skipped, silently.
-        with np.errstate(over="ignore", invalid="ignore"):
-            return [start for two_sided in kinds for start in _equation_error_starts(
-                dry, wet, est, n_sections=n, n_first_order=n_first_order, anticausal=two_sided,
-                min_order=min_order, **shape)]
-
-    starts = designs(rungs[0], 1)
-    if len(rungs) == 1 or not starts:
-        return starts, rungs[0]
-    best = min(_null_on_audio(layout, t, dry, wet) for layout, t in starts)
-    kept = rungs[0]
-    for previous, n in zip(rungs, rungs[1:]):
-        if best <= _EXACT_NULL_DB:
-            break
-        more = designs(n, 2 * previous + n_first_order + 2)
-        null = min((_null_on_audio(layout, t, dry, wet) for layout, t in more), default=0.0)
-        if not null <= best - ORDER_MARGIN_DB:
-            break
-        starts, best, kept = more + starts, null, n
-    return starts, kept
-
-
-def _start_layout(poles, flags, warp, delay, polarity, *, n_sections, structure, stretch, ranges, fs):
-    """``(layout, t)`` of an equation-error design (reflected roots `poles`, `flags`: anticausal ones or
-    None), or None when it has more than `n_sections` complex pairs."""
-    flags = np.zeros(len(poles), dtype=bool) if flags is None else np.asarray(flags, dtype=bool)
-    if warp == 0.0:  # a pole at z = 0 is a one-sample delay (an advance if anticausal): bulk delay
-        at_origin = np.abs(poles) < _EQ_ORIGIN
-        delay += int(np.count_nonzero(at_origin & ~flags)) - int(np.count_nonzero(at_origin & flags))
-        poles, flags = poles[~at_origin], flags[~at_origin]
-    sections2, coefs1 = _sections_from_v_poles(poles, warp, structure=structure, ranges=ranges, fs=fs)
-    if len(sections2) > n_sections:
-        return None
-    pairs, reals = poles.imag > 1e-9, np.abs(poles.imag) <= 1e-9
-    flags = tuple(bool(f) for f in flags[pairs]) + tuple(bool(f) for f in flags[reals])
-    layout = _Layout(len(sections2), len(coefs1), structure, stretch, polarity, delay - 1, ranges, fs,
-                     flags if any(flags) else ())
-    return layout, layout.t_from(sections2, coefs1, 1.0)
 
 
 def _phase_fit_start(est, *, fs, n_sections, structure, stretch, ranges, seed, options, anticausal=False):
@@ -1398,12 +912,82 @@ def fit_audio(
     True
     """
     start_time = time.perf_counter()
+    setup = _checked_arguments(
+        dry, wet, fs=fs, loss=loss, n_sections=n_sections, n_first_order=n_first_order, structure=structure,
+        stretch=stretch, parameterization=parameterization, init=init, n_iter=n_iter, lr=lr,
+        batch_size=batch_size, segment_length=segment_length, warmup=warmup, loss_options=loss_options,
+        ranges=ranges, max_delay_s=max_delay_s, clip=clip, phase_fit_options=phase_fit_options,
+        anticausal=anticausal, seed=seed, callback=callback)
+    rng = np.random.default_rng(setup.seed)
+    # Delay and polarity first (GCC-PHAT), then the start.
+    est = estimate(setup.dry_in, setup.wet_in, fs=setup.fs, max_delay_s=setup.max_delay_s)
+    init_name, layout, t0, n_used = _start(setup, est)
+    segments = _Segments(setup.dry, setup.wet, layout.delay_shift, setup.segment_length)
+    if segments.available < setup.shortest:
+        raise AudioError(
+            f"dry and wet overlap by {max(segments.available, 0)} samples after removing the delay of "
+            f"{layout.delay_shift + 1} samples; loss {setup.loss!r} needs at least {setup.shortest}: use longer "
+            "audio or smaller loss_options"
+        )
+    bound = warmup_bound(structure=setup.structure, ranges=setup.ranges, stretch=setup.stretch, fs=setup.fs)
+    objective = _Objective(layout, segments, setup.loss_fn, warmup=setup.warmup, bound=bound)
+    training = _train(objective, setup, t0, rng)
+    settings = _settings(setup, n_used=n_used, segment_length=segments.length, bound=bound,
+                         delay_shift=layout.delay_shift, trained=training.trained)
+    return _result(layout, training, _delay_polarity_baseline(setup, est), est, init_name=init_name,
+                   settings=settings, start_time=start_time)
+
+
+# -- arguments -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """The checked arguments of `fit_audio` (`_checked_arguments`)."""
+
+    dry_in: np.ndarray  # the pair as given (validated): what the estimate analyses
+    wet_in: np.ndarray
+    dry: np.ndarray  # the pair with its channels broadcast, contiguous: what the designs and the training use
+    wet: np.ndarray
+    fs: float
+    loss: str
+    loss_fn: object  # loss_fn(model_output, wet)
+    shortest: int  # fewest samples the loss takes
+    loss_options: dict
+    n_requested: object  # n_sections as asked for: an int, or None for the automatic order
+    n_sections: int  # sections of the starts other than the equation-error one
+    n_first_order: int
+    structure: str
+    stretch: int
+    param: object  # the parameterisation (apfdsp.model)
+    init: object
+    n_iter: int
+    lr: float
+    batch_size: int
+    segment_length: int
+    warmup: object  # "auto", "bound" or an int
+    ranges: ParamRanges
+    max_delay_s: float
+    clip: object
+    phase_fit_options: object
+    anticausal: bool
+    seed: int
+    callback: object
+
+    def shape(self):
+        """Keyword arguments that size a start: sections, structure, ranges, sample rate."""
+        return {"n_sections": self.n_sections, "n_first_order": self.n_first_order, "structure": self.structure,
+                "stretch": self.stretch, "ranges": self.ranges, "fs": self.fs}
+
+
+def _checked_arguments(dry, wet, *, fs, loss, n_sections, n_first_order, structure, stretch, parameterization,
+                       init, n_iter, lr, batch_size, segment_length, warmup, loss_options, ranges, max_delay_s,
+                       clip, phase_fit_options, anticausal, seed, callback):
+    """`_Setup` of the arguments of `fit_audio`, checked in the order of its signature (its Raises section)."""
     fs = valid_fs(fs)
     dry_in, wet_in, dry, wet = _check_pair(dry, wet)
     loss_fn, shortest, loss_options = _loss_setup(loss, fs, loss_options)
     n_requested = None if n_sections is None else valid_int(n_sections, "n_sections", minimum=1, maximum=64)
-    n_sections = BASE_SECTIONS if n_requested is None else n_requested  # for the other starts
-    n_used = n_sections
     n_first_order = valid_int(n_first_order, "n_first_order", minimum=0, maximum=64)
     if not isinstance(structure, str) or structure not in STRUCTURES:
         raise ParameterError(f"structure must be one of {STRUCTURES}, got {structure!r}")
@@ -1425,13 +1009,31 @@ def fit_audio(
     valid_range(max_delay_s, "max_delay_s", 0.0, np.inf, lo_open=True, hi_open=True)
     if clip is not None:
         clip = valid_range(clip, "clip", 0.0, np.inf, lo_open=True, hi_open=True)
-    if not isinstance(anticausal, (bool, np.bool_)):
-        raise ParameterError(f"anticausal must be True or False, got {anticausal!r}")
-    anticausal = bool(anticausal)
-    if anticausal and structure == "stretched":
-        raise ParameterError("anticausal=True needs structure 'warped' or 'traditional', not 'stretched'")
+    anticausal = _checked_anticausal(anticausal, structure)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ParameterError(f"seed must be an integer, got {seed!r}")
+    _check_init(init, structure)
+    param = get_parameterization(parameterization)
+    if min(dry.shape[-1], wet.shape[-1]) < shortest:
+        raise AudioError(
+            f"dry and wet overlap by {min(dry.shape[-1], wet.shape[-1])} samples; loss {loss!r} needs at "
+            f"least {shortest}: use longer audio or smaller loss_options"
+        )
+    return _Setup(dry_in, wet_in, dry, wet, fs, loss, loss_fn, shortest, loss_options, n_requested,
+                  BASE_SECTIONS if n_requested is None else n_requested, n_first_order, structure, stretch,
+                  param, init, n_iter, lr, batch_size, segment_length, warmup, ranges, max_delay_s, clip,
+                  phase_fit_options, anticausal, seed, callback)
+
+
+def _checked_anticausal(anticausal, structure):
+    if not isinstance(anticausal, (bool, np.bool_)):
+        raise ParameterError(f"anticausal must be True or False, got {anticausal!r}")
+    if anticausal and structure == "stretched":
+        raise ParameterError("anticausal=True needs structure 'warped' or 'traditional', not 'stretched'")
+    return bool(anticausal)
+
+
+def _check_init(init, structure):
     if isinstance(init, str):
         if init == "equation-error" and structure == "stretched":
             raise ParameterError("init='equation-error' needs structure 'warped' or 'traditional', not 'stretched'")
@@ -1439,162 +1041,63 @@ def fit_audio(
             raise ParameterError(f"init must be one of {INITS} or an AllpassCascade, got {init!r}")
     elif not isinstance(init, AllpassCascade):
         raise TypeError(f"init must be one of {INITS} or an AllpassCascade, got {type(init).__name__}")
-    param = get_parameterization(parameterization)
-    rng = np.random.default_rng(seed)
 
-    if min(dry.shape[-1], wet.shape[-1]) < shortest:
-        raise AudioError(
-            f"dry and wet overlap by {min(dry.shape[-1], wet.shape[-1])} samples; loss {loss!r} needs at "
-            f"least {shortest}: use longer audio or smaller loss_options"
-        )
-    # Delay and polarity first (GCC-PHAT), then the start.
-    est = estimate(dry_in, wet_in, fs=fs, max_delay_s=max_delay_s)
+
+# -- the start -------------------------------------------------------------------------------------------
+
+
+def _equation_error_candidates(setup, est):
+    """``(candidates, n_sections_used)``: the time-domain designs (`apfdsp.designs.time_equation_error_ladder`)
+    as ``("equation-error", layout, t)``, with as many sections as the audio asks for when ``n_sections=None``."""
+    starts, n_used = time_equation_error_ladder(
+        setup.dry, setup.wet, est, anticausal=setup.anticausal, rungs=SECTION_RUNGS, margin_db=ORDER_MARGIN_DB,
+        **{**setup.shape(), "n_sections": setup.n_requested})
+    return [("equation-error", layout, t) for layout, t in starts], n_used
+
+
+def _log_spaced_candidates(setup, est):
+    """``[("log-spaced", layout, t)]``: sections spread over the dry's band (`_log_spaced_start`)."""
+    return [("log-spaced", *_log_spaced_start(est, **setup.shape()))]
+
+
+def _phase_fit_candidates(setup, est, *, anticausal):
+    """``[("phase-fit", layout, t)]``: the frequency-domain fit on the estimate (`_phase_fit_start`)."""
+    return [("phase-fit", *_phase_fit_start(
+        est, fs=setup.fs, n_sections=setup.n_sections, structure=setup.structure, stretch=setup.stretch,
+        ranges=setup.ranges, seed=setup.seed, options=setup.phase_fit_options, anticausal=anticausal))]
+
+
+def _start(setup, est):
+    """``(name, layout, t, n_sections_used)``: the start of the training (docs/maths.md section 9.6).
+
+    An init cascade or ``init="phase-fit"`` is the start; otherwise the candidates of the init (the
+    equation-error designs, the log-spaced start and, for ``init="default"`` with anticausal sections,
+    the frequency-domain fit with anticausal sections) compete by null depth (`_best_start`).
+    """
+    init = setup.init
     if isinstance(init, AllpassCascade):
-        init_name = "cascade"
-        layout, t0 = _layout_from_cascade(init, structure=structure, stretch=stretch, ranges=ranges, fs=fs,
-                                          anticausal=anticausal)
-    elif init == "phase-fit":
-        init_name = init
-        layout, t0 = _phase_fit_start(est, fs=fs, n_sections=n_sections, structure=structure,
-                                      stretch=stretch, ranges=ranges, seed=seed, options=phase_fit_options,
-                                      anticausal=anticausal)
-    else:
-        shape = {"n_sections": n_sections, "n_first_order": n_first_order, "structure": structure,
-                 "stretch": stretch, "ranges": ranges, "fs": fs}
-        candidates = []  # (name, layout, t)
-        if init != "log-spaced":
-            starts, n_used = _equation_error_ladder(dry, wet, est, anticausal=anticausal,
-                                                    **{**shape, "n_sections": n_requested})
-            candidates += [("equation-error", lay, t) for lay, t in starts]
-        if init != "equation-error":
-            candidates.append(("log-spaced", *_log_spaced_start(est, **shape)))
-        if init == "default" and anticausal:
-            # The time-domain equation error rarely lands on two-sided designs when the wet is not an
-            # allpass of the dry (a filter with a magnitude response): the frequency-domain fit with
-            # anticausal sections competes too.
-            try:
-                candidates.append(("phase-fit", *_phase_fit_start(
-                    est, fs=fs, n_sections=n_sections, structure=structure, stretch=stretch, ranges=ranges,
-                    seed=seed, options=phase_fit_options, anticausal=True)))
-            except (ParameterError, NotImplementedError):
-                pass
-        init_name, layout, t0 = _best_start(candidates, dry, wet, segment_length, shortest, loss_fn)
-
-    segments = _Segments(dry, wet, layout.delay_shift, segment_length)
-    if segments.available < shortest:
-        raise AudioError(
-            f"dry and wet overlap by {max(segments.available, 0)} samples after removing the delay of "
-            f"{layout.delay_shift + 1} samples; loss {loss!r} needs at least {shortest}: use longer audio "
-            "or smaller loss_options"
-        )
-    filt = _Filter(layout)
-    bound = warmup_bound(structure=structure, ranges=ranges, stretch=stretch, fs=fs)
-
-    def warmup_for(t):
-        if warmup == "auto":
-            return filt.warmup(t)
-        return bound if warmup == "bound" else warmup
-
-    def warmups_for(t):  # before and after a segment: anticausal sections ring before their input
-        before = warmup_for(t)
-        return before, (before if any(layout.anticausal) else 0)
-
-    def batch_loss(x, y, skip):
-        def objective(params):
-            return loss_fn(filt(param.forward(params), x)[..., skip : skip + y.shape[-1]], y)
-
-        return objective
-
-    eval_starts = segments.eval_starts()
-
-    def evaluate(t):
-        x, y, skip = segments.batch(eval_starts, *warmups_for(t))
-        return float(loss_fn(filt(t, x)[..., skip : skip + y.shape[-1]], y))
-
-    # Training: Adam on flattened parameters, cosine learning-rate decay, checkpoints on the whole audio.
-    params0 = param.init(t0, rng=rng)
-    flat, unflatten = flatten(params0)
-    state = adam_init(flat)
-    schedule = cosine_schedule(max(n_iter, 1))
-    history, warmups = np.empty(n_iter), np.empty(n_iter, dtype=int)
-    checkpoints = set(np.linspace(0, n_iter, _N_CHECKPOINTS + 1).round().astype(int).tolist())
-    best_t = np.asarray(param.forward(params0))
-    start_loss = best_loss = evaluate(best_t)
-    evals = [(0, start_loss)]
-    steps_done = 0
-    # A start that is already exact (null depth on the whole audio below -100 dB, whatever the loss)
-    # is not trained, since Adam's steps could only move it away from the optimum.
-    exact_start = _null_on_audio(layout, best_t, dry, wet) <= _EXACT_NULL_DB
-    # The delay + polarity baseline (GCC-PHAT delay: integer shift + Thiran section).
-    base_shift = int(np.round(est.delay_samples)) - 1
-    base_layout = _Layout(0, 0, structure, stretch, est.polarity, base_shift, ranges, fs)
-    base_t = base_layout.t_from([], [], est.delay_samples - base_shift)
-    base_segments = _Segments(dry, wet, base_shift, segment_length)
-    base_loss = (_evaluate_layout(base_segments, base_layout, base_t, loss_fn)
-                 if base_segments.available >= shortest else np.inf)
-    for i in range(0 if exact_start else n_iter):
-        params = unflatten(state.params)
-        t = np.asarray(param.forward(params))
-        x, y, skip = segments.batch(segments.random_starts(rng, batch_size), *warmups_for(t))
-        value, grad = value_and_grad(lambda f: batch_loss(x, y, skip)(unflatten(f)))(state.params)
-        history[i], warmups[i] = value, skip
-        steps_done = i + 1
-        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
-            break
-        state = adam_step(state, grad, lr=lr * schedule(i), clip=clip)
-        stop = callback is not None and callback(i, n_iter, float(value))
-        if steps_done in checkpoints or stop:
-            t = np.asarray(param.forward(unflatten(state.params)))
-            current = evaluate(t)
-            evals.append((steps_done, current))
-            if current < best_loss:
-                best_loss, best_t = current, t
-        if stop:
-            break
-    history, warmups = history[:steps_done], warmups[:steps_done]
-
-    # Never worse than delay + polarity alone.
-    method = "delay+polarity" if layout.n2 + layout.n1 == 0 else "allpass"  # a start with no sections
-    cells = layout.cells(best_t)
-    if base_loss < best_loss:
-        method, cells, best_loss = "delay+polarity", base_layout.cells(base_t), base_loss
-    cascade = AllpassCascade(cells, fs=fs)
-    settings = {
-        "loss": loss, "loss_options": {k: list(v) if isinstance(v, tuple) else v for k, v in loss_options.items()},
-        "n_sections": n_requested, "n_sections_used": n_used, "n_first_order": n_first_order,
-        "structure": structure, "stretch": stretch,
-        "parameterization": param.name, "init": init if isinstance(init, str) else "cascade",
-        "n_iter": n_iter, "lr": lr,
-        "batch_size": batch_size, "segment_length": int(segments.length), "warmup": warmup,
-        "warmup_bound": int(bound), "ranges": ranges.to_dict(), "max_delay_s": max_delay_s, "clip": clip,
-        "anticausal": anticausal, "seed": int(seed), "delay_shift": int(layout.delay_shift), "trained": not exact_start,
-    }
-    return AudioFitResult(
-        cascade=cascade,
-        loss=float(best_loss),
-        loss_history=history,
-        eval_history=np.array(evals, dtype=float),
-        elapsed_s=time.perf_counter() - start_time,
-        init=init_name,
-        method=method,
-        delay_samples=float(est.delay_samples),
-        polarity=cascade.polarity,
-        start_loss=float(start_loss),
-        warmup=warmups,
-        settings=settings,
-    )
+        layout, t = _layout_from_cascade(init, structure=setup.structure, stretch=setup.stretch,
+                                         ranges=setup.ranges, fs=setup.fs, anticausal=setup.anticausal)
+        return "cascade", layout, t, setup.n_sections
+    if init == "phase-fit":
+        return (*_phase_fit_candidates(setup, est, anticausal=setup.anticausal)[0], setup.n_sections)
+    candidates, n_used = [], setup.n_sections
+    if init != "log-spaced":
+        candidates, n_used = _equation_error_candidates(setup, est)
+    if init != "equation-error":
+        candidates += _log_spaced_candidates(setup, est)
+    if init == "default" and setup.anticausal:
+        # The time-domain equation error rarely lands on two-sided designs when the wet is not an
+        # allpass of the dry (a filter with a magnitude response): the frequency-domain fit with
+        # anticausal sections competes too.
+        try:
+            candidates += _phase_fit_candidates(setup, est, anticausal=True)
+        except (ParameterError, NotImplementedError):
+            pass
+    return (*_best_start(candidates, setup.dry, setup.wet, setup.segment_length, setup.shortest), n_used)
 
 
-def _null_on_audio(layout, t, dry, wet):
-    """`apfdsp.metrics.null_depth_db` of the whole dry filtered by the cascade of (layout, t) against
-    the wet; 0 dB when they share no energy over their overlap."""
-    try:
-        return null_depth_db(AllpassCascade(layout.cells(t), fs=layout.fs).apply(dry), wet, fs=layout.fs)
-    except AudioError:
-        return 0.0
-
-
-def _best_start(candidates, dry, wet, segment_length, shortest, loss_fn):
+def _best_start(candidates, dry, wet, segment_length, shortest):
     """``(name, layout, t)`` of the candidate start with the deepest null on the whole audio.
 
     Candidates are compared by `apfdsp.metrics.null_depth_db` of the dry filtered by each (the whole
@@ -1604,12 +1107,11 @@ def _best_start(candidates, dry, wet, segment_length, shortest, loss_fn):
     delay leaves less overlap than the loss needs are skipped; with none left, the first candidate is
     returned (`fit_audio` then reports the short overlap).
     """
-    del loss_fn  # the selection uses the metric, not the training loss (see above)
     scored = []
     for name, layout, t in candidates:
         segments = _Segments(dry, wet, layout.delay_shift, segment_length)
         if segments.available >= shortest:
-            scored.append((_null_on_audio(layout, t, dry, wet), name, layout, t))
+            scored.append((_null_of(layout, t, dry, wet), name, layout, t))
     if not scored:
         if not candidates:
             raise AudioError("no equation-error start fits the audio: use init='default' or longer audio")
@@ -1619,8 +1121,183 @@ def _best_start(candidates, dry, wet, segment_length, shortest, loss_fn):
     return name, layout, t
 
 
-def _evaluate_layout(segments, layout, t, loss_fn):
-    """Loss of the cascade (layout, t) on the evaluation segments of `segments`."""
-    filt = _Filter(layout)
-    x, y, skip = segments.batch(segments.eval_starts(), *filt.warmups(t))
-    return float(loss_fn(filt(t, x)[..., skip : skip + y.shape[-1]], y))
+def _null_of(layout, t, dry, wet):
+    """`apfdsp.designs.null_on_audio` of the cascade of (layout, t)."""
+    return null_on_audio(AllpassCascade(layout.cells(t), fs=layout.fs), dry, wet)
+
+
+# -- training --------------------------------------------------------------------------------------------
+
+
+class _Objective:
+    """The loss of the cascade of a layout on segments of the pair (docs/maths.md section 9.6).
+
+    `warmup` is ``"auto"`` (the warm-up of the filter at t, `_Filter.warmup`), ``"bound"`` (`bound`) or a
+    number of samples; segments of a cascade with anticausal sections get it after their end too.
+    """
+
+    def __init__(self, layout, segments, loss_fn, *, warmup="auto", bound=None):
+        self.filt, self.segments, self.loss_fn = _Filter(layout), segments, loss_fn
+        self.warmup, self.bound = warmup, bound
+        self.eval_starts = segments.eval_starts()
+
+    def warmups(self, t):
+        """``(before, after)``: warm-up samples before and after a segment for the filter at t."""
+        if self.warmup == "auto":
+            return self.filt.warmups(t)
+        before = self.bound if self.warmup == "bound" else self.warmup
+        return before, (before if any(self.filt.layout.anticausal) else 0)
+
+    def loss(self, t, x, y, skip):
+        """Loss of the filter at t (differentiable) on dry segments `x` (with warm-up `skip`) against `y`."""
+        return self.loss_fn(self.filt(t, x)[..., skip : skip + y.shape[-1]], y)
+
+    def evaluate(self, t):
+        """Loss on the evaluation audio (the whole overlap, or evenly spaced segments of long audio)."""
+        x, y, skip = self.segments.batch(self.eval_starts, *self.warmups(t))
+        return float(self.loss(t, x, y, skip))
+
+    def mini_batch(self, rng, batch_size, t):
+        """``(x, y, skip)`` of `batch_size` random segments, with the warm-up of the filter at t."""
+        return self.segments.batch(self.segments.random_starts(rng, batch_size), *self.warmups(t))
+
+    def null_db(self, t):
+        """Null depth of the whole dry filtered by the cascade at t against the wet (`_null_of`)."""
+        return _null_of(self.filt.layout, t, self.segments.dry, self.segments.wet)
+
+
+@dataclass
+class _Training:
+    """What `_train` returns."""
+
+    best_t: np.ndarray  # parameters of the best checkpoint (the start included)
+    best_loss: float
+    start_loss: float
+    history: np.ndarray  # mini-batch loss per step
+    warmups: np.ndarray  # warm-up per step
+    evals: list  # (step, loss) of the checkpoints
+    trained: bool  # False when the start was exact and no step was taken
+
+
+def _train(objective, setup, t0, rng):
+    """Adam on the flattened parameters from t0, cosine learning-rate decay, checkpoints on the evaluation audio.
+
+    A start that is already exact (null depth on the whole audio below -100 dB, whatever the loss) is not
+    trained, since Adam's steps could only move it away from the optimum.
+    """
+    param, n_iter = setup.param, setup.n_iter
+    params0 = param.init(t0, rng=rng)
+    flat, unflatten = flatten(params0)
+    state = adam_init(flat)
+    schedule = cosine_schedule(max(n_iter, 1))
+    history, warmups = np.empty(n_iter), np.empty(n_iter, dtype=int)
+    checkpoints = set(np.linspace(0, n_iter, _N_CHECKPOINTS + 1).round().astype(int).tolist())
+    best_t = np.asarray(param.forward(params0))
+    start_loss = best_loss = objective.evaluate(best_t)
+    evals = [(0, start_loss)]
+    steps_done = 0
+    exact_start = objective.null_db(best_t) <= _EXACT_NULL_DB
+    for i in range(0 if exact_start else n_iter):
+        t = np.asarray(param.forward(unflatten(state.params)))
+        x, y, skip = objective.mini_batch(rng, setup.batch_size, t)
+        value, grad = value_and_grad(lambda f: objective.loss(param.forward(unflatten(f)), x, y, skip))(state.params)
+        history[i], warmups[i] = value, skip
+        steps_done = i + 1
+        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            break
+        state = adam_step(state, grad, lr=setup.lr * schedule(i), clip=setup.clip)
+        stop = setup.callback is not None and setup.callback(i, n_iter, float(value))
+        if steps_done in checkpoints or stop:
+            t = np.asarray(param.forward(unflatten(state.params)))
+            current = objective.evaluate(t)
+            evals.append((steps_done, current))
+            if current < best_loss:
+                best_loss, best_t = current, t
+        if stop:
+            break
+    return _Training(best_t, best_loss, start_loss, history[:steps_done], warmups[:steps_done], evals,
+                     not exact_start)
+
+
+# -- the result ------------------------------------------------------------------------------------------
+
+
+def delay_polarity_model(est, *, fs):
+    """The delay + polarity model of a pair: the fallback of both routes (`fit_audio` and `apfdsp.align`).
+
+    Parameters
+    ----------
+    est : apfdsp.estimate.Estimate
+        The pair's estimate.
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    AllpassCascade
+        A `Delay` of the GCC-PHAT delay ``est.delay_samples`` and a `Polarity` flip when ``est.polarity``
+        is -1: no allpass sections. `fit_audio` returns it (``method="delay+polarity"``) when its loss on
+        the evaluation audio is lower than that of the fitted cascade; `apfdsp.align` keeps it unless
+        the allpass model gives a deeper null on the audio (docs/maths.md section 10.4).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp.estimate import estimate
+    >>> dry = np.random.default_rng(0).standard_normal(8000)
+    >>> wet = -np.concatenate([np.zeros(12), dry[:-12]])
+    >>> print(delay_polarity_model(estimate(dry, wet, fs=16000), fs=16000))
+    AllpassCascade(fs=16000 Hz): Delay(12 samples) -> Polarity(inverted)
+    """
+    return AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []), fs=fs)
+
+
+def _delay_polarity_baseline(setup, est):
+    """``(layout, t, loss)`` of `delay_polarity_model` on the evaluation audio (loss inf when its delay leaves
+    less overlap than the loss needs)."""
+    layout, t = _layout_from_cascade(delay_polarity_model(est, fs=setup.fs), structure=setup.structure,
+                                     stretch=setup.stretch, ranges=setup.ranges, fs=setup.fs)
+    segments = _Segments(setup.dry, setup.wet, layout.delay_shift, setup.segment_length)
+    loss = _Objective(layout, segments, setup.loss_fn).evaluate(t) if segments.available >= setup.shortest else np.inf
+    return layout, t, loss
+
+
+def _settings(setup, *, n_used, segment_length, bound, delay_shift, trained):
+    """`AudioFitResult.settings`: the settings used, JSON-safe."""
+    return {
+        "loss": setup.loss,
+        "loss_options": {k: list(v) if isinstance(v, tuple) else v for k, v in setup.loss_options.items()},
+        "n_sections": setup.n_requested, "n_sections_used": n_used, "n_first_order": setup.n_first_order,
+        "structure": setup.structure, "stretch": setup.stretch,
+        "parameterization": setup.param.name, "init": setup.init if isinstance(setup.init, str) else "cascade",
+        "n_iter": setup.n_iter, "lr": setup.lr,
+        "batch_size": setup.batch_size, "segment_length": int(segment_length), "warmup": setup.warmup,
+        "warmup_bound": int(bound), "ranges": setup.ranges.to_dict(), "max_delay_s": setup.max_delay_s,
+        "clip": setup.clip, "anticausal": setup.anticausal, "seed": int(setup.seed), "delay_shift": int(delay_shift),
+        "trained": trained,
+    }
+
+
+def _result(layout, training, baseline, est, *, init_name, settings, start_time):
+    """`AudioFitResult` of the trained cascade, or of the delay + polarity `baseline` (``(layout, t, loss)``)
+    when its loss is lower: never worse than delay + polarity alone."""
+    method = "delay+polarity" if layout.n2 + layout.n1 == 0 else "allpass"  # a start with no sections
+    cells, best_loss = layout.cells(training.best_t), training.best_loss
+    base_layout, base_t, base_loss = baseline
+    if base_loss < best_loss:
+        method, cells, best_loss = "delay+polarity", base_layout.cells(base_t), base_loss
+    cascade = AllpassCascade(cells, fs=layout.fs)
+    return AudioFitResult(
+        cascade=cascade,
+        loss=float(best_loss),
+        loss_history=training.history,
+        eval_history=np.array(training.evals, dtype=float),
+        elapsed_s=time.perf_counter() - start_time,
+        init=init_name,
+        method=method,
+        delay_samples=float(est.delay_samples),
+        polarity=cascade.polarity,
+        start_loss=float(training.start_loss),
+        warmup=training.warmups,
+        settings=settings,
+    )

@@ -24,7 +24,8 @@ from scipy import signal
 
 from apfdsp.estimate import estimate
 from apfdsp.fit import _Layout
-from apfdsp.fit_audio import _equation_error_starts, _Filter
+from apfdsp.designs import time_equation_error_starts
+from apfdsp.fit_audio import _Filter
 from apfdsp.losses import sum_magnitude_stft_loss
 from apfdsp.model import Direct
 from apfdsp.ranges import DEFAULT_RANGES
@@ -75,7 +76,7 @@ def test_equation_error_start(benchmark, case):
     est = estimate(x, wet, fs=FS)
     options = dict(n_sections=N_SECTIONS, n_first_order=1, structure="warped", stretch=5, ranges=DEFAULT_RANGES,
                    fs=float(FS))
-    starts = benchmark(_equation_error_starts, x, wet, est, **options)
+    starts = benchmark(time_equation_error_starts, x, wet, est, **options)
     layout, t = starts[0]
     out = np.roll(_Filter(layout)(t, x), layout.delay_shift)
     n = FS // 2  # well after the start: np.roll wraps the first samples around

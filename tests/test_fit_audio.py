@@ -14,16 +14,10 @@ from apfdsp.fit_audio import (
     INITS,
     LOSSES,
     AudioFitResult,
-    _allpass_sos,
     _Filter,
-    _inverse_sos,
-    _LaggedPair,
     _layout_from_cascade,
     _loss_setup,
-    _sections_from_v_poles,
     _Segments,
-    _solve_equation_error,
-    _z_poles,
     fit_audio,
     warmup_bound,
     warmup_samples,
@@ -294,65 +288,6 @@ def test_default_start_falls_back_to_log_spaced(rng):
     with pytest.raises(ParameterError, match="equation-error"):
         fit_audio(dry, wet, fs=FS, structure="stretched", init="equation-error", n_iter=1)
     assert set(INITS) == {"default", "equation-error", "log-spaced", "phase-fit"}
-
-
-# -- the equation-error machinery --------------------------------------------------------------------------
-
-
-def _poles(cascade):
-    _, poles, _ = signal.sos2zpk(cascade.sos)
-    return np.sort_complex(poles[np.abs(poles) > 1e-12])
-
-
-@pytest.mark.parametrize("warp", [0.0, -0.8, 0.5])
-def test_solve_equation_error_is_exact(rng, warp):
-    """One solve recovers the denominator of audio through an allpass, with a gain and a polarity flip."""
-    effect = AllpassCascade([Allpass2(0.9, 800.0), Allpass2(0.5, 3000.0), Allpass1(0.4)], fs=FS)
-    dry = rng.standard_normal(8000)
-    wet = -0.7 * np.concatenate([np.zeros(5), effect(dry)[:-5]])
-    pair = _LaggedPair(dry, wet)
-    if warp == 0.0:  # every delay from one Gram matrix: the true one has no equation error
-        delays = np.arange(2, 9)
-        gram = pair.gram(5, (2, 8 + 5))
-        a, residual = _solve_equation_error(gram, y_order=5, x_lo=2, order=5, delays=delays, polarity=-1,
-                                            instrumental=True, n_gain=3)
-        best = int(np.argmin(residual))
-        assert delays[best] == 5 and residual[best] < 1e-20
-        a = a[best]
-    else:
-        gram = pair.gram(5, (5, 10), warp=warp)
-        a = _solve_equation_error(gram, y_order=5, x_lo=5, order=5, delays=[5], polarity=-1, n_gain=3)[0][0]
-    np.testing.assert_allclose(np.sort_complex(_z_poles(np.roots(np.r_[1.0, a]), warp)), _poles(effect), atol=1e-8)
-
-
-def test_instrumental_variables_are_consistent_under_noise(rng):
-    """Noise on the wet (-10 dB): plain least squares is biased, the instrumental-variable solve is not."""
-    effect = AllpassCascade([Allpass2(0.9, 800.0), Allpass2(0.6, 3000.0)], fs=FS)
-    dry = rng.standard_normal(FS)
-    wet = np.concatenate([np.zeros(3), effect(dry)[:-3]]) + 0.3 * rng.standard_normal(FS)
-    a_true = np.real(np.poly(_poles(effect)))[1:]
-    gram = _LaggedPair(dry, wet).gram(4, (0, 12))
-    errors = [np.linalg.norm(_solve_equation_error(gram, y_order=4, x_lo=0, order=4, delays=[3], polarity=1,
-                                                   instrumental=iv, n_gain=3)[0][0] - a_true)
-              for iv in (False, True)]
-    assert errors[0] > 0.5 and errors[1] < 0.05
-
-
-@pytest.mark.parametrize("warp", [0.0, -0.8, 0.5])
-def test_allpass_inverse_and_section_maps(rng, warp):
-    """`_allpass_sos` of the z-plane poles = the warped sections from `_sections_from_v_poles`, and
-    `_inverse_sos` is 1/A(V) up to a constant (V = (z^-1 + warp)/(1 + warp z^-1))."""
-    v_poles = np.array([0.8 * np.exp(0.3j), 0.8 * np.exp(-0.3j), 0.5 * np.exp(2j), 0.5 * np.exp(-2j), -0.3])
-    sections2, coefs1 = _sections_from_v_poles(v_poles, warp, structure="warped", ranges=DEFAULT_RANGES, fs=FS)
-    cells = [Allpass2(r, fc, w) for r, fc, w in sections2] + [Allpass1(c) for c in coefs1]
-    x = rng.standard_normal(500)
-    np.testing.assert_allclose(signal.sosfilt(_allpass_sos(_z_poles(v_poles, warp)), x),
-                               AllpassCascade(cells, fs=FS).apply(x), atol=1e-12)
-    w, response = signal.sosfreqz(_inverse_sos(v_poles, warp), worN=64)
-    v = (np.exp(-1j * w) + warp) / (1.0 + warp * np.exp(-1j * w))
-    a_of_v = np.polyval(np.real(np.poly(v_poles))[::-1], v)  # 1 + a_1 V + ... + a_N V^N
-    product = response * a_of_v
-    np.testing.assert_allclose(product, product[0], rtol=1e-10)
 
 
 def test_result_fields_and_history(rng):
