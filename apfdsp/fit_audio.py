@@ -1246,8 +1246,9 @@ def delay_polarity_model(est, *, fs):
     >>> from apfdsp.estimate import estimate
     >>> dry = np.random.default_rng(0).standard_normal(8000)
     >>> wet = -np.concatenate([np.zeros(12), dry[:-12]])
-    >>> print(delay_polarity_model(estimate(dry, wet, fs=16000), fs=16000))
-    AllpassCascade(fs=16000 Hz): Delay(12 samples) -> Polarity(inverted)
+    >>> delay, polarity = delay_polarity_model(estimate(dry, wet, fs=16000), fs=16000)
+    >>> round(delay.samples, 2), polarity
+    (12.0, Polarity(sign=-1))
     """
     return AllpassCascade([Delay(est.delay_samples)] + ([Polarity(-1)] if est.polarity < 0 else []), fs=fs)
 

@@ -13,11 +13,20 @@ from apfdsp.align import fit_alignment
 from apfdsp.fit_audio import (
     INITS,
     LOSSES,
+    BASE_SECTIONS,
     AudioFitResult,
+    _checked_arguments,
+    _delay_polarity_baseline,
     _Filter,
+    _Objective,
+    _result,
+    _start,
+    _train,
+    delay_polarity_model,
     _layout_from_cascade,
     _loss_setup,
     _Segments,
+    _Training,
     fit_audio,
     warmup_bound,
     warmup_samples,
@@ -345,6 +354,119 @@ def test_refines_a_given_cascade_and_multichannel(rng):
     assert result.init == "cascade"
     assert result.loss < result.start_loss
     assert null_depth_db(result.cascade.apply(dry), wet, fs=FS) < null_depth_db(start.apply(dry), wet, fs=FS) - 10
+
+
+# -- the parts of fit_audio ---------------------------------------------------------------------------------
+
+
+def _setup(dry, wet, **options):
+    arguments = dict(fs=FS, loss="mse", n_sections=1, n_first_order=0, structure="warped", stretch=5,
+                     parameterization="direct", init="log-spaced", n_iter=20, lr=0.02, batch_size=2,
+                     segment_length=None, warmup="auto", loss_options=None, ranges=DEFAULT_RANGES, max_delay_s=0.1,
+                     clip=None, phase_fit_options=None, anticausal=False, seed=0, callback=None)
+    arguments.update(options)
+    return _checked_arguments(dry, wet, **arguments)
+
+
+def test_checked_arguments_defaults_and_order(pair):
+    dry, wet = pair
+    setup = _setup(dry, np.stack([wet, wet]), n_sections=None, loss="multi-resolution")
+    assert setup.n_requested is None and setup.n_sections == BASE_SECTIONS
+    assert setup.dry.shape == setup.wet.shape == (2, 4000) and setup.dry_in.shape == (4000,)
+    assert setup.segment_length == 2048 and setup.shortest == 512  # 8192 and 2048 at 48 kHz, scaled to a power of 2
+    assert setup.shape() == {"n_sections": BASE_SECTIONS, "n_first_order": 0, "structure": "warped",
+                             "stretch": 5, "ranges": DEFAULT_RANGES, "fs": FS}
+    with pytest.raises(ParameterError, match="structure"):  # checked before n_iter, as in the signature
+        _setup(dry, wet, structure="lattice", n_iter=-1)
+    with pytest.raises(ParameterError, match="anticausal=True needs"):
+        _setup(dry, wet, anticausal=True, structure="stretched")
+
+
+def test_objective_evaluates_the_cascade_on_the_whole_overlap(pair):
+    """Short audio: the evaluation loss is the loss of AllpassCascade.apply on the overlap (second route)."""
+    dry, wet = pair
+    cascade, layout, t = _layout("warped", cells=[Allpass2(0.7, 1200.0, 0.2), Allpass1(0.3), Delay(3.4)])
+    segments = _Segments(dry, wet, layout.delay_shift, 4096)
+    objective = _Objective(layout, segments, lambda x, y: np.mean((x - y) ** 2))
+    assert segments.eval_starts() is None
+    shift = layout.delay_shift
+    expected = np.mean((cascade.apply(dry)[shift : 4000] - wet[shift:]) ** 2)
+    assert objective.evaluate(t) == pytest.approx(expected, rel=1e-10)
+    assert objective.null_db(t) == null_depth_db(cascade.apply(dry), wet, fs=FS)
+
+
+def test_objective_warmup_rules(pair):
+    dry, wet = pair
+    _, layout, t = _layout("warped")
+    segments = _Segments(dry, wet, layout.delay_shift, 1024)
+    auto = _Objective(layout, segments, None)
+    assert auto.warmups(t) == (_Filter(layout).warmup(t), 0)
+    assert _Objective(layout, segments, None, warmup="bound", bound=777).warmups(t) == (777, 0)
+    assert _Objective(layout, segments, None, warmup=12).warmups(t) == (12, 0)
+    two_sided = _Objective(_two_sided_layout()[1], segments, None, warmup=12)
+    assert two_sided.warmups(_two_sided_layout()[2]) == (12, 12)  # anticausal sections ring before their input
+
+
+def test_train_improves_stops_and_keeps_exact_starts(rng):
+    dry = rng.standard_normal(6000)
+    truth = AllpassCascade([Allpass2(0.8, 1000.0, 0.3), Delay(5.2)], fs=FS)
+    wet = truth(dry)
+    _, layout, t0 = _layout("warped", cells=[Allpass2(0.7, 1300.0, 0.2), Delay(5.2)])
+    segments = _Segments(dry, wet, layout.delay_shift, 1024)
+    setup = _setup(dry, wet, n_iter=40)
+    objective = _Objective(layout, segments, setup.loss_fn)
+    training = _train(objective, setup, t0, np.random.default_rng(0))
+    assert training.trained and len(training.history) == len(training.warmups) == 40
+    assert [step for step, _ in training.evals] == [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40]
+    assert training.best_loss == min(loss for _, loss in training.evals) < training.start_loss
+    stopped = _train(objective, _setup(dry, wet, n_iter=40, callback=lambda i, n, v: i == 2), t0,
+                     np.random.default_rng(0))
+    assert len(stopped.history) == 3 and stopped.evals[-1][0] == 3
+    np.testing.assert_array_equal(stopped.history, training.history[:3])  # same seed, same mini-batches
+    _, exact_layout, exact_t = _layout("warped", cells=list(truth))
+    exact = _train(_Objective(exact_layout, segments, setup.loss_fn), setup, exact_t, np.random.default_rng(0))
+    assert not exact.trained and len(exact.history) == 0 and exact.evals == [(0, exact.start_loss)]
+
+
+def test_start_candidates(pair):
+    dry, wet = pair
+    est_setup = _setup(dry, wet, init="log-spaced", n_sections=2)
+    from apfdsp.estimate import estimate
+
+    est = estimate(dry, wet, fs=FS)
+    name, layout, t, n_used = _start(est_setup, est)
+    assert (name, layout.n2, n_used) == ("log-spaced", 2, 2)
+    name, layout, t, n_used = _start(_setup(dry, wet, init="default", n_sections=None), est)
+    assert name == "equation-error" and n_used == 3  # exact with the first rung
+    assert null_depth_db(AllpassCascade(layout.cells(t), fs=FS).apply(dry), wet, fs=FS) < -100
+    start = AllpassCascade([Allpass2(0.5, 800.0, 0.1), Delay(2.0)], fs=FS)
+    name, layout, t, _ = _start(_setup(dry, wet, init=start), est)
+    assert name == "cascade" and layout.n2 == 1
+
+
+def test_delay_polarity_model_and_baseline(rng):
+    """One delay + polarity model: fit_audio's baseline realises it exactly (the cells of align's)."""
+    dry = rng.standard_normal(6000)
+    wet = -np.concatenate([np.zeros(9), dry[:-9]])
+    from apfdsp.estimate import estimate
+
+    est = estimate(dry, wet, fs=FS)
+    model = delay_polarity_model(est, fs=FS)
+    assert [type(c) for c in model] == [Delay, Polarity] and model[0].samples == est.delay_samples
+    setup = _setup(dry, wet)
+    layout, t, loss = _delay_polarity_baseline(setup, est)
+    assert (layout.n2, layout.n1, layout.polarity) == (0, 0, -1)
+    np.testing.assert_allclose(AllpassCascade(layout.cells(t), fs=FS).apply(dry), model.apply(dry), atol=1e-9)
+    assert loss < 1e-6
+    # The result falls back to it when the fitted cascade's loss is higher.
+    _, fitted_layout, fitted_t = _layout("warped", cells=[Allpass2(0.5, 800.0, 0.1), Delay(9.0), Polarity(-1)])
+    training = _Training(fitted_t, 0.5, 0.5, np.zeros(0), np.zeros(0, dtype=int), [(0, 0.5)], True)
+    result = _result(fitted_layout, training, (layout, t, loss), est, init_name="cascade", settings={},
+                     start_time=0.0)
+    assert result.method == "delay+polarity" and result.loss == loss and result.polarity == -1
+    result = _result(fitted_layout, training, (layout, t, 1.0), est, init_name="cascade", settings={},
+                     start_time=0.0)
+    assert result.method == "allpass" and result.loss == 0.5
 
 
 # -- validation ------------------------------------------------------------------------------------------
