@@ -18,8 +18,8 @@ Differences from the original training code [1]_:
 * **A start from the audio itself.** The default start is M. Lang's equation-error allpass design
   solved in the time domain on the dry/wet samples (linear least squares for every order, delay and
   polarity, then Steiglitz-McBride iterations; `apfdsp.designs.time_equation_error_starts`, docs/maths.md
-  section 9), exact on audio through an allpass; the original started from random MLP weights. A start from the frequency-domain fit (``init="phase-fit"``) is
-  available too.
+  section 9), exact on audio through an allpass; the original started from random MLP weights. A
+  start from the frequency-domain fit (``init="phase-fit"``) is available too.
 * **Any sample rate** and stable parameter ranges (`apfdsp.ranges.ParamRanges`).
 
 References
