@@ -32,8 +32,8 @@ import numpy as np
 
 from .exceptions import AudioError, ParameterError
 
-__all__ = ["valid_fs", "valid_audio", "valid_sos", "valid_freqs", "valid_int", "valid_range", "LIMITS",
-           "json_depth"]
+__all__ = ["valid_fs", "valid_audio", "valid_pair", "valid_sos", "valid_freqs", "valid_int", "valid_range",
+           "LIMITS", "json_depth"]
 
 #: The resource limits of the table above (name -> bound; pairs are inclusive ranges).
 LIMITS = {
@@ -144,6 +144,69 @@ def valid_audio(x, *, name="x", min_samples=1, allow_silent=False):
     if not allow_silent and not np.any(arr):
         raise AudioError(f"{name} is silent (all samples are zero): there is nothing to analyse")
     return arr
+
+
+def valid_pair(x, y, *, names=("x", "y"), min_samples=1, allow_silent=False, max_ndim=None):
+    """Check two audio arrays that are analysed together; return them as float64 arrays.
+
+    Each is checked by `valid_audio`; their channel shapes (all axes but the last, time) must broadcast:
+    the same channels, or one of them mono.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (..., n)
+        The two signals (the lengths may differ).
+    names : tuple of str
+        Their names in error messages (``("dry", "wet")`` for an alignment).
+    min_samples : int
+        Smallest acceptable number of samples of each.
+    allow_silent : bool
+        Accept all-zero signals.
+    max_ndim : int, optional
+        Largest number of dimensions; 2 accepts mono ``(n,)`` and ``(channels, n)`` arrays only.
+
+    Returns
+    -------
+    x, y : ndarray of float64
+
+    Raises
+    ------
+    TypeError
+        If an array is not numeric.
+    AudioError
+        If an array is empty, too short, not finite or (unless `allow_silent`) silent.
+    ParameterError
+        If the arrays have more than `max_ndim` dimensions or their channel shapes do not broadcast.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp._validate import valid_pair
+    >>> dry, wet = valid_pair(np.ones(4), np.ones((2, 3)), names=("dry", "wet"))
+    >>> dry.shape, wet.shape, wet.dtype
+    ((4,), (2, 3), dtype('float64'))
+    >>> valid_pair(np.ones((2, 4)), np.ones((3, 4)), names=("dry", "wet"))
+    Traceback (most recent call last):
+    ...
+    apfdsp.exceptions.ParameterError: the channel shapes of dry (2,) and wet (3,) do not broadcast: they must match, or one must be mono (pass arrays of shape (..., n), or a mono (n,) signal)
+    """
+    first, second = names
+    x = valid_audio(x, name=first, min_samples=min_samples, allow_silent=allow_silent)
+    y = valid_audio(y, name=second, min_samples=min_samples, allow_silent=allow_silent)
+    if max_ndim is not None and max(x.ndim, y.ndim) > max_ndim:
+        raise ParameterError(
+            f"{first} and {second} must be 1-D (mono) or 2-D (channels, samples) arrays, got shapes {x.shape} "
+            f"and {y.shape}" if max_ndim == 2 else
+            f"{first} and {second} must have at most {max_ndim} dimensions, got shapes {x.shape} and {y.shape}"
+        )
+    try:
+        np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    except ValueError:
+        raise ParameterError(
+            f"the channel shapes of {first} {x.shape[:-1]!r} and {second} {y.shape[:-1]!r} do not broadcast: "
+            f"they must match, or one must be mono (pass arrays of shape (..., n), or a mono (n,) signal)"
+        ) from None
+    return x, y
 
 
 def valid_sos(sos):

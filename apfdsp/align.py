@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import valid_audio, valid_fs, valid_int
+from ._validate import valid_fs, valid_int, valid_pair
 from .cascade import Allpass1, AllpassCascade, Delay, Polarity
 from .confidence import pair_statistics, verdict
-from .estimate import estimate
+from .estimate import estimate, reduce_grid
 from .exceptions import ParameterError
 from .fit import fit_phase
 from .fit_audio import BASE_SECTIONS, delay_polarity_model, more_sections
@@ -252,34 +252,12 @@ def _snap_delay(cascade):
     return AllpassCascade([c for c in cascade if not isinstance(c, Delay) and c not in units], fs=cascade.fs)
 
 
-def _reduce_grid(freqs, H, x_psd, weights, max_bins):
-    """Merge Welch bins into at most `max_bins` log-spaced groups (cross spectra summed).
-
-    Bins are merged by summing :math:`S_{yx} = H S_{xx}` and :math:`S_{xx}` (a coarser Welch
-    estimate at high frequencies), weights are summed, and the group frequency is the weight-centred
-    mean. Bins with zero weight are dropped.
-    """
-    keep = weights > 0
-    freqs, H, x_psd, weights = freqs[keep], H[keep], x_psd[keep], weights[keep]
-    if freqs.size <= max_bins:
-        return freqs, H, weights
-    edges = np.unique(np.round(np.geomspace(1, freqs.size, max_bins + 1)).astype(int) - 1)
-    edges[-1] = freqs.size
-    edges = np.unique(np.r_[0, edges])
-    starts = edges[:-1]
-    s_yx = np.add.reduceat(H * x_psd, starts)
-    s_xx = np.add.reduceat(x_psd, starts)
-    w_sum = np.add.reduceat(weights, starts)
-    f_mean = np.add.reduceat(weights * freqs, starts) / w_sum
-    return f_mean, s_yx / np.maximum(s_xx, np.finfo(float).tiny), w_sum
-
-
 def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins, nperseg, fit_options, callback,
              causal):
     """Estimate and fit one (possibly multichannel, pooled) pair; return (allpass, baseline, est, fit)."""
     est = estimate(dry, wet, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
     baseline = _snap_delay(delay_polarity_model(est, fs=fs))
-    freqs, H, weights = _reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
+    freqs, H, weights = reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     residual = est.delay_samples - est.integer_delay
     # The allpass may take over part of the bulk delay; a causal model never advances the dry. When the
     # wet leads (GCC-PHAT's delay is negative) an advance is unavoidable, and the fit may choose how much
@@ -323,18 +301,6 @@ def _shifted_delay(cell, shift):
     return [Delay(float(cell.shift + shift)), cell.thiran]  # a Delay cell would realise it otherwise
 
 
-def _check_pair(dry, wet, fs):
-    dry = valid_audio(dry, name="dry")
-    wet = valid_audio(wet, name="wet")
-    if dry.ndim > 2 or wet.ndim > 2:
-        raise ParameterError("dry and wet must be 1-D (mono) or 2-D (channels, samples) arrays")
-    if dry.ndim == 2 and wet.ndim == 2 and dry.shape[0] != wet.shape[0] and 1 not in (dry.shape[0], wet.shape[0]):
-        raise ParameterError(
-            f"dry has {dry.shape[0]} channels and wet {wet.shape[0]}: they must match, or one must be mono"
-        )
-    return dry, wet
-
-
 def _aligned_pairs(fits, channel_pairs, meter):
     """Per channel: the allpass if its null on the audio is deeper than delay + polarity's, else the latter.
 
@@ -361,7 +327,7 @@ def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channe
     """`align` (``keep_audio=True``) and `fit_alignment`: fit, choose per channel, measure, judge."""
     start = time.perf_counter()
     fs = valid_fs(fs)
-    dry, wet = _check_pair(dry, wet, fs)
+    dry, wet = valid_pair(dry, wet, names=("dry", "wet"), max_ndim=2)
     if n_sections is not None:
         n_sections = valid_int(n_sections, "n_sections", minimum=1, maximum=64)
     max_bins = valid_int(max_bins, "max_bins", minimum=16)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal
 
-from ._validate import valid_audio, valid_fs, valid_int, valid_range
+from ._validate import valid_fs, valid_int, valid_pair, valid_range
 from .exceptions import AudioError, ParameterError
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "fit_weights",
     "Estimate",
     "estimate",
+    "reduce_grid",
+    "truncate_common",
 ]
 
 #: Smallest Welch segment length accepted by `relative_response` (samples).
@@ -62,24 +64,29 @@ WEIGHT_MAX_FRACTION = 0.95
 
 
 # --------------------------------------------------------------------------------------------------
-# shared private helpers (also used by apfdsp.metrics)
+# helpers shared with apfdsp.metrics and apfdsp.align
 # --------------------------------------------------------------------------------------------------
-def _valid_pair(x, y, *, names=("x", "y"), min_samples=1):
-    """Validate two audio arrays whose leading (channel) shapes broadcast; return float64 arrays."""
-    x = valid_audio(x, name=names[0], min_samples=min_samples)
-    y = valid_audio(y, name=names[1], min_samples=min_samples)
-    try:
-        np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
-    except ValueError:
-        raise ParameterError(
-            f"the channel shapes of {names[0]} {x.shape[:-1]!r} and {names[1]} {y.shape[:-1]!r} do not "
-            f"broadcast; pass arrays of shape (..., n) with matching channels, or a mono (n,) signal"
-        ) from None
-    return x, y
+def truncate_common(x, y):
+    """Cut `x` and `y` to their common (shorter) length along the last axis.
 
+    Parameters
+    ----------
+    x, y : ndarray, shape (..., n)
+        Two signals, time on the last axis.
 
-def _truncate_common(x, y):
-    """Cut `x` and `y` to their common (shorter) length along the last axis."""
+    Returns
+    -------
+    x, y : ndarray
+        Views of the first ``min(n_x, n_y)`` samples of each.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp.estimate import truncate_common
+    >>> x, y = truncate_common(np.arange(5.0), np.ones((2, 3)))
+    >>> x.shape, y.shape
+    ((3,), (2, 3))
+    """
     n = min(x.shape[-1], y.shape[-1])
     return x[..., :n], y[..., :n]
 
@@ -234,7 +241,7 @@ def gcc_peaks(x, y, *, fs, max_delay_s=0.1, nperseg=None):
     """
     fs = valid_fs(fs)
     max_delay_s = valid_range(max_delay_s, "max_delay_s", 0.0, np.inf, lo_open=True)
-    x, y = _valid_pair(x, y)
+    x, y = valid_pair(x, y)
     nx, ny = x.shape[-1], y.shape[-1]
     # linear correlation lags run from -(nx - 1) to ny - 1
     max_lag = max(1, int(np.ceil(max_delay_s * fs)))
@@ -510,7 +517,7 @@ def _shift_pair(x, y, integer_delay):
         y = y[..., integer_delay:]
     else:
         x = x[..., -integer_delay:]
-    return _truncate_common(x, y)
+    return truncate_common(x, y)
 
 
 def _safe_div(num, den):
@@ -639,7 +646,7 @@ def _relative_spectra(x, y, *, fs, nperseg, integer_delay):
     """Validated core of `relative_response`; also returns the pooled S_xx and the nperseg used."""
     fs = valid_fs(fs)
     integer_delay = valid_int(integer_delay, "integer_delay")
-    x, y = _valid_pair(x, y)
+    x, y = valid_pair(x, y)
     xs, ys = _shift_pair(x, y, integer_delay)
     n = xs.shape[-1]
     if nperseg is None:
@@ -836,7 +843,7 @@ def estimate(x, y, *, fs, max_delay_s=0.1, nperseg=None):
     (12, -1, True)
     """
     fs = valid_fs(fs)
-    x, y = _valid_pair(x, y)
+    x, y = valid_pair(x, y)
     found = gcc_peaks(x, y, fs=fs, max_delay_s=max_delay_s)
     delay, peak = found.delay_samples, found.peak
     integer_delay = int(np.round(delay))
@@ -859,3 +866,57 @@ def estimate(x, y, *, fs, max_delay_s=0.1, nperseg=None):
         delay_choice=found.choice,
         delay_candidates=found.candidates,
     )
+
+
+def reduce_grid(freqs, H, x_psd, weights, max_bins):
+    r"""Merge Welch bins into at most `max_bins` log-spaced groups, the grid a fit works on.
+
+    Bins are merged by summing :math:`S_{yx} = H S_{xx}` and :math:`S_{xx}` (a coarser Welch estimate
+    at high frequencies), weights are summed, and the group frequency is the weight-centred mean. Bins
+    with zero weight are dropped.
+
+    Parameters
+    ----------
+    freqs : ndarray, shape (F,)
+        Bin frequencies in Hz, increasing (`Estimate.freqs`).
+    H : ndarray, shape (F,)
+        Relative response per bin (`Estimate.H`, or any response on the same bins).
+    x_psd : ndarray, shape (F,)
+        Dry power spectral density per bin (`Estimate.x_psd`).
+    weights : ndarray, shape (F,)
+        Non-negative fitting weights per bin (`Estimate.weights`).
+    max_bins : int
+        Largest number of groups returned.
+
+    Returns
+    -------
+    freqs : ndarray, shape (G,)
+        Weight-centred group frequencies (Hz), ``G <= max_bins``.
+    H : ndarray, shape (G,)
+        Response of each group, :math:`\sum S_{yx} / \sum S_{xx}`.
+    weights : ndarray, shape (G,)
+        Summed weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp.estimate import reduce_grid
+    >>> freqs = np.linspace(0.0, 24000.0, 1025)
+    >>> H = np.exp(-2j * np.pi * freqs / 48000.0)  # one sample of delay
+    >>> f, h, w = reduce_grid(freqs, H, np.ones(1025), (freqs > 0).astype(float), 64)
+    >>> f.size <= 64, float(w.sum()), bool(np.all(np.abs(h) > 0.99))
+    (True, 1024.0, True)
+    """
+    keep = weights > 0
+    freqs, H, x_psd, weights = freqs[keep], H[keep], x_psd[keep], weights[keep]
+    if freqs.size <= max_bins:
+        return freqs, H, weights
+    edges = np.unique(np.round(np.geomspace(1, freqs.size, max_bins + 1)).astype(int) - 1)
+    edges[-1] = freqs.size
+    edges = np.unique(np.r_[0, edges])
+    starts = edges[:-1]
+    s_yx = np.add.reduceat(H * x_psd, starts)
+    s_xx = np.add.reduceat(x_psd, starts)
+    w_sum = np.add.reduceat(weights, starts)
+    f_mean = np.add.reduceat(weights * freqs, starts) / w_sum
+    return f_mean, s_yx / np.maximum(s_xx, np.finfo(float).tiny), w_sum

@@ -38,10 +38,10 @@ import numpy as np
 from autograd import value_and_grad
 from autograd.misc.flatten import flatten
 
-from ._validate import valid_audio, valid_fs, valid_int, valid_range
+from ._validate import valid_fs, valid_int, valid_pair, valid_range
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
 from .designs import TIME_DESIGN, null_on_audio, time_equation_error_ladder, warped_radius_bound
-from .estimate import estimate
+from .estimate import estimate, reduce_grid
 from .exceptions import AudioError, ParameterError
 from .filters import second_order_denominator, thiran_coef
 from .fit import STRUCTURES, _Layout, equation_error_phase_loss
@@ -487,12 +487,11 @@ def _phase_fit_start(est, *, fs, n_sections, structure, stretch, ranges, seed, o
     2048 log-spaced bands as `apfdsp.align` does. With `anticausal`, `apfdsp.fit_phase` may use
     anticausal sections (its ``anticausal=True``).
     """
-    from .align import _reduce_grid  # align imports fit; imported here to keep the module light
     from .fit import fit_phase
 
     w = 2 * np.pi * est.freqs / fs
     response = est.H * np.exp(-1j * w * est.integer_delay)
-    freqs, response, weights = _reduce_grid(est.freqs, response, est.x_psd, est.weights, 2048)
+    freqs, response, weights = reduce_grid(est.freqs, response, est.x_psd, est.weights, 2048)
     fit_options = {"stretch": stretch, "ranges": ranges, "delay_search": 2 * n_sections + 1,
                    "anticausal": anticausal}
     fit_options.update(options or {})
@@ -634,18 +633,8 @@ class AudioFitResult:
 
 
 def _check_pair(dry, wet):
-    dry = valid_audio(dry, name="dry")
-    wet = valid_audio(wet, name="wet")
-    if dry.ndim > 2 or wet.ndim > 2:
-        raise ParameterError(
-            f"dry and wet must be 1-D (mono) or 2-D (channels, samples), got shapes {dry.shape} and {wet.shape}"
-        )
-    try:
-        channels = np.broadcast_shapes(dry.shape[:-1], wet.shape[:-1])
-    except ValueError:
-        raise ParameterError(
-            f"dry has channel shape {dry.shape[:-1]} and wet {wet.shape[:-1]}: they must match, or one must be mono"
-        ) from None
+    dry, wet = valid_pair(dry, wet, names=("dry", "wet"), max_ndim=2)
+    channels = np.broadcast_shapes(dry.shape[:-1], wet.shape[:-1])
     dry_b = np.broadcast_to(dry, channels + dry.shape[-1:])
     wet_b = np.broadcast_to(wet, channels + wet.shape[-1:])
     return dry, wet, np.ascontiguousarray(dry_b), np.ascontiguousarray(wet_b)

@@ -12,14 +12,15 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal
 
-from ._validate import valid_audio, valid_fs, valid_range
-from .estimate import _truncate_common, _valid_pair, gcc_phat, spectra_peaks
+from ._validate import valid_audio, valid_fs, valid_pair, valid_range
+from .estimate import gcc_phat, spectra_peaks, truncate_common
 from .exceptions import AudioError, ParameterError
 
 __all__ = [
     "DB_FLOOR",
     "stft_settings",
     "mix_ratio",
+    "cross_sums_per_bin",
     "mix_loss_db",
     "null_depth_db",
     "normalized_xcorr",
@@ -196,8 +197,38 @@ def _add_bin_sums(sums, X, Y):
         power[:] += np.einsum("ij,ij->j", Z.real, Z.real) + np.einsum("ij,ij->j", Z.imag, Z.imag)
 
 
-def _cross_sums_per_bin(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
-    """Per frequency bin, (A(f), B(f)) = (sum |X||Y|, sum Re(X conj Y)) over frames and channels."""
+def cross_sums_per_bin(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
+    """Per frequency bin, (A(f), B(f)) = (sum |X||Y|, sum Re(X conj Y)) over frames and channels.
+
+    The sums behind `mix_ratio` (its r is ``(A.sum() + B.sum()) / (2 * A.sum())``), on the STFT of
+    `stft_settings`: the `magnitude` and `real` fields of `BinSums`.
+
+    Parameters
+    ----------
+    x, y : ndarray, shape (..., n)
+        A validated pair of the same length (channel shapes that broadcast).
+    fs : float
+        Sample rate in Hz (validated).
+    y_spectrum : ndarray, optional
+        The metric spectrum of `y` when already known (`MixMeter`); else `y` is transformed batch by
+        batch with `x`.
+    chunk : int
+        Frames per batch: the sums are accumulated over batches, so no full-size product is formed.
+
+    Returns
+    -------
+    A, B : ndarray, shape (nfft // 2 + 1,)
+        Per bin of ``np.fft.rfftfreq(nfft, 1 / fs)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp.metrics import cross_sums_per_bin
+    >>> x = np.random.default_rng(0).standard_normal(8000)
+    >>> A, B = cross_sums_per_bin(x, -x, 16000.0)
+    >>> bool(np.allclose(B, -A))  # an inverted copy: every bin cancels
+    True
+    """
     sums = _bin_sums(x, y, fs, y_spectrum=y_spectrum, chunk=chunk)
     return sums.magnitude, sums.real
 
@@ -205,8 +236,8 @@ def _cross_sums_per_bin(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
 def _cross_sums(x, y, fs, *, y_spectrum=None):
     """Validated `BinSums` of `x` against `y` over their common length (`y_spectrum` as `_bin_sums`)."""
     fs = valid_fs(fs)
-    x, y = _valid_pair(x, y)
-    x, y = _truncate_common(x, y)
+    x, y = valid_pair(x, y)
+    x, y = truncate_common(x, y)
     return _bin_sums(x, y, fs, y_spectrum=y_spectrum)
 
 
@@ -383,8 +414,8 @@ def normalized_xcorr(x, y):
     >>> normalized_xcorr(x, -2 * x)
     -1.0
     """
-    x, y = _valid_pair(x, y)
-    x, y = _truncate_common(x, y)
+    x, y = valid_pair(x, y)
+    x, y = truncate_common(x, y)
     xb, yb = np.broadcast_arrays(x, y)
     den = np.sqrt(np.sum(xb * xb) * np.sum(yb * yb))
     if not den > 0:
@@ -426,15 +457,7 @@ def energy_sums(x, y):
     >>> energy_sums(x, 2 * x)
     (24.0, 12.0, 6.0)
     """
-    x = valid_audio(x, name="x", allow_silent=True)
-    y = valid_audio(y, name="y", allow_silent=True)
-    n = min(x.shape[-1], y.shape[-1])
-    try:
-        xb, yb = np.broadcast_arrays(x[..., :n], y[..., :n])
-    except ValueError:
-        raise ParameterError(
-            f"the channel shapes of x {x.shape[:-1]!r} and y {y.shape[:-1]!r} do not broadcast"
-        ) from None
+    xb, yb = np.broadcast_arrays(*truncate_common(*valid_pair(x, y, allow_silent=True)))
     return float(np.sum(yb * yb)), float(np.sum(xb * yb)), float(np.sum(xb * xb))
 
 
@@ -586,7 +609,7 @@ def residual_delay(x, y, *, fs, max_delay_s=0.01, max_duration_s=None):
     """
     fs = valid_fs(fs)
     max_delay_s = valid_range(max_delay_s, "max_delay_s", 0.0, np.inf, lo_open=True)
-    x, y = _truncate_common(*_valid_pair(x, y))
+    x, y = truncate_common(*valid_pair(x, y))
     if max_duration_s is not None:
         max_duration_s = valid_range(max_duration_s, "max_duration_s", 0.0, np.inf, lo_open=True)
         keep = max(int(max_duration_s * fs), 1)

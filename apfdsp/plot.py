@@ -15,11 +15,12 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal
 
-from ._validate import valid_audio, valid_fs
+from ._validate import valid_audio, valid_fs, valid_pair
+from .align import AlignResult, broadband_polarity
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
-from .estimate import _truncate_common, _valid_pair
+from .estimate import estimate, truncate_common
 from .exceptions import OutputError, ParameterError
-from .metrics import DB_FLOOR, _cross_sums_per_bin, stft_settings
+from .metrics import DB_FLOOR, cross_sums_per_bin, stft_settings
 
 __all__ = [
     "plot_phase",
@@ -200,8 +201,6 @@ def _cells_text(cascade, *, max_lines=14):
 
 def _polarity_text(cascade):
     """The broadband polarity of a model alone, judged on a pink spectrum from 20 Hz to 20 kHz."""
-    from .align import broadband_polarity
-
     freqs = np.geomspace(20.0, min(20000.0, 0.49 * cascade.fs), 512)
     delay = sum(c.samples for c in cascade if isinstance(c, Delay))
     _, label, rotation = broadband_polarity(cascade, freqs, np.gradient(freqs) / freqs, delay)
@@ -210,9 +209,10 @@ def _polarity_text(cascade):
 
 def _cascade_totals(cascade):
     gd = cascade.group_delay(_default_freqs(cascade.fs))
+    backwards = cascade.sos_anticausal.shape[0]
+    rows = f"{cascade.sos.shape[0] + backwards} SOS rows" + (f" ({backwards} backwards)" if backwards else "")
     return (
-        f"fs {cascade.fs:g} Hz, {len(cascade)} cells, filter order {cascade.order}, "
-        f"{cascade._sos_rows_text()}\n"
+        f"fs {cascade.fs:g} Hz, {len(cascade)} cells, filter order {cascade.order}, {rows}\n"
         f"integer shift {cascade.integer_delay} samples, {_polarity_text(cascade)}\n"
         f"group delay {gd.min():.4g} to {gd.max():.4g} samples "
         f"({1e3 * gd.min() / cascade.fs:.3g} to {1e3 * gd.max() / cascade.fs:.3g} ms)"
@@ -480,9 +480,9 @@ def _mix_sums(x, y, *, fs, block_frames=256):
     is its r), computed in blocks of frames to bound memory on long signals.
     """
     fs = valid_fs(fs)
-    x, y = _truncate_common(*_valid_pair(x, y))
+    x, y = truncate_common(*valid_pair(x, y))
     nfft, _ = stft_settings(fs)
-    A, B = _cross_sums_per_bin(x, y, fs, chunk=block_frames)
+    A, B = cross_sums_per_bin(x, y, fs, chunk=block_frames)
     return np.fft.rfftfreq(nfft, 1.0 / fs), A, B
 
 
@@ -917,9 +917,6 @@ def align_report(result, dry, wet, path, *, fs, title=None):
     ...     os.path.getsize(path) > 10_000
     True
     """
-    from .align import AlignResult
-    from .estimate import estimate
-
     if not isinstance(result, AlignResult):
         raise TypeError(f"result must be an AlignResult from apfdsp.align.align, got {type(result).__name__}")
     fs = valid_fs(fs)

@@ -68,9 +68,8 @@ def targets(n_random, with_effects, seed=0):
     if with_effects:
         import pedalboard as pb
 
-        from apfdsp.align import _reduce_grid
         from apfdsp.demo import demo_dry
-        from apfdsp.estimate import estimate
+        from apfdsp.estimate import estimate, reduce_grid
 
         dry = demo_dry(fs=48000, duration_s=5.0, seed=seed)
         for name, board in {
@@ -79,7 +78,7 @@ def targets(n_random, with_effects, seed=0):
         }.items():
             wet = board(dry.astype(np.float32)[None], 48000)[0].astype(float)
             est = estimate(dry, wet, fs=48000)
-            f, H, w = _reduce_grid(est.freqs, est.H, est.x_psd, est.weights, 2048)
+            f, H, w = reduce_grid(est.freqs, est.H, est.x_psd, est.weights, 2048)
             # The bulk delay is left in the target: every configuration fits it the same way.
             out[name] = (f, H * np.exp(-2j * np.pi * f / 48000 * est.integer_delay), w, 48000.0)
     return out

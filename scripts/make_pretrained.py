@@ -23,9 +23,8 @@ import numpy as np
 import pedalboard
 
 from apfdsp import Allpass1, Allpass2, AllpassCascade, Delay, Polarity, __version__, fit_phase
-from apfdsp.align import _reduce_grid
 from apfdsp.demo import demo_dry
-from apfdsp.estimate import estimate
+from apfdsp.estimate import estimate, reduce_grid
 from apfdsp.io import save_model
 from apfdsp.metrics import null_depth_db
 
@@ -122,7 +121,7 @@ def fit_causal(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bi
     and its shift stays >= 0 (`apfdsp.fit_phase`).
     """
     est = estimate(dry, wet, fs=fs, max_delay_s=max_delay_s)
-    freqs, H, weights = _reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
+    freqs, H, weights = reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     H = H * np.exp(-2j * np.pi * freqs / fs * est.integer_delay)  # put the latency back
     delay = est.delay_samples if est.delay_samples >= 1 else None
     result = fit_phase(freqs, H, fs=fs, weights=weights, n_sections=n_sections, structure=structure,

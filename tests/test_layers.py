@@ -1,4 +1,4 @@
-"""The layering contract of apfdsp, checked on the source with `ast` (docs/architecture.md).
+"""The layering contract of apfdsp, checked on the source with `ast`.
 
 Every import of an apfdsp module is found, at any depth (a lazy import inside a function counts as
 much as one at the top), in its relative (``from .x import y``, ``from . import x``) and absolute
@@ -199,7 +199,7 @@ def test_every_module_has_a_layer():
     unplaced = [m for m in _package_modules() if _layer_of(m) is None]
     assert not unplaced, (
         f"apfdsp modules without a layer: {unplaced}; place each in tests/test_layers.py::LAYERS "
-        f"(and in the layer picture of docs/architecture.md)"
+        f"(and in the layer picture of the docs)"
     )
 
 

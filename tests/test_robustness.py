@@ -27,7 +27,7 @@ import soundfile as sf
 from apfdsp import cli
 from apfdsp._validate import LIMITS
 from apfdsp.cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
-from apfdsp.exceptions import ApfdspError, AudioError, ModelFileError, OutputError
+from apfdsp.exceptions import ApfdspError, AudioError, ModelFileError
 from apfdsp.fit import fit_phase
 from apfdsp.io import apply_file, load_model, os_error_text, read_audio, save_model, write_audio
 
