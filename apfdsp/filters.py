@@ -95,48 +95,26 @@ def warped_frequency(w, warp=0.0, stretch=1):
     return kw - 2.0 * anp.arctan2(a * anp.sin(kw), 1.0 + a * anp.cos(kw))
 
 
-def _key(w, den, warp, stretch):
-    """Exact identity of the arguments of `_on_circle` (their bytes): for the one-entry cache."""
-    arrays = [np.asarray(a, dtype=float) for a in (w, den, warp)]
-    return (stretch,) + tuple((a.shape, a.tobytes()) for a in arrays)
-
-
-# The latest `_on_circle` result as one (key, value) tuple, read and replaced atomically (threads may
-# share it): a fit's VJP follows the forward call with the same arguments.
-_LAST = [None]
-
-
 def _on_circle(w, den, warp, stretch):
     """Shared intermediates of phase, group delay and their gradients (plain numpy).
 
-    Returns den (S, M), warp (S, 1), the warped delay z = exp(-j theta) (S, F), theta (S, F),
-    D(z) (S, F), and cos/sin of K w (F,). The latest result is kept (keyed by the arguments' bytes),
-    so that the vector-Jacobian product after a forward call does not compute it again.
+    Returns den (S, M), warp (S, 1), the warped delay z = exp(-j theta) (S, F), D(z) (S, F), and cos/sin
+    of K w (F,). The vector-Jacobian product computes them again from the inputs (autograd's idiom: no
+    state is kept between a forward call and its gradient).
     """
-    key = _key(w, den, warp, stretch)
-    last = _LAST[0]
-    if last is not None and last[0] == key:
-        return last[1]
-    value = _compute_on_circle(w, den, warp, stretch)
-    _LAST[0] = (key, value)
-    return value
-
-
-def _compute_on_circle(w, den, warp, stretch):
-    den = np.array(den, dtype=float, ndmin=2)  # a copy: the cached value must not alias the caller's array
+    den = np.atleast_2d(np.asarray(den, dtype=float))
     warp = (np.zeros(den.shape[0]) + np.asarray(warp, dtype=float))[:, None]
     kw = stretch * np.asarray(w, dtype=float)
     cos_kw, sin_kw = np.cos(kw), np.sin(kw)
     # exp(-j theta) = A(e^{jw}) = (a + e^{-jKw}) / (1 + a e^{-jKw}), computed without trigonometry.
     e = cos_kw - 1j * sin_kw
     z = (warp + e) / (1.0 + warp * e)
-    theta = kw - 2.0 * np.arctan2(warp * sin_kw, 1.0 + warp * cos_kw)
     d_poly = np.ones_like(z)
     z_power = np.ones_like(z)
     for k in range(den.shape[1]):
         z_power = z_power * z
         d_poly = d_poly + den[:, k : k + 1] * z_power
-    return den, warp, z, theta, d_poly, cos_kw, sin_kw
+    return den, warp, z, d_poly, cos_kw, sin_kw
 
 
 def _dphase_dtheta(den, z, d_poly):
@@ -187,7 +165,8 @@ def allpass_phase(w, den, warp=0.0, stretch=1):
     >>> bool(np.allclose(np.exp(1j * phase), h))
     True
     """
-    den, _, _, theta, d_poly, _, _ = _on_circle(w, den, warp, stretch)
+    den, warp, _, d_poly, cos_kw, sin_kw = _on_circle(w, den, warp, stretch)
+    theta = stretch * np.asarray(w, dtype=float) - 2.0 * np.arctan2(warp * sin_kw, 1.0 + warp * cos_kw)
     return -den.shape[1] * theta - 2.0 * np.angle(d_poly)
 
 
@@ -196,7 +175,7 @@ def _phase_vjp(argnums, ans, args, kwargs):
     w, den = args[0], args[1]
     warp = args[2] if len(args) > 2 else kwargs.get("warp", 0.0)
     stretch = args[3] if len(args) > 3 else kwargs.get("stretch", 1)
-    den_arr, warp_arr, z, _, d_poly, cos_kw, sin_kw = _on_circle(w, den, warp, stretch)
+    den_arr, warp_arr, z, d_poly, cos_kw, sin_kw = _on_circle(w, den, warp, stretch)
     jacobians = {}
     if 1 in argnums:
         ratio, columns = 1.0 / d_poly, []
@@ -242,7 +221,7 @@ def allpass_group_delay(w, den, warp=0.0, stretch=1):
     :math:`\theta'(\omega) = K(1 - a^2)/(1 + 2a\cos K\omega + a^2)`. For a traditional section this is
     the sum over its poles :math:`re^{j\vartheta}` of :math:`(1 - r^2)/(1 - 2r\cos(\omega - \vartheta) + r^2)`.
     """
-    den_arr, warp_arr, z, _, d_poly, cos_kw, _ = _on_circle(w, den, warp, stretch)
+    den_arr, warp_arr, z, d_poly, cos_kw, _ = _on_circle(w, den, warp, stretch)
     dtheta_dw = stretch * (1.0 - warp_arr**2) / (1.0 + 2.0 * warp_arr * cos_kw + warp_arr**2)
     return -_dphase_dtheta(den_arr, z, d_poly) * dtheta_dw
 

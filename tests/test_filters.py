@@ -241,8 +241,8 @@ def test_allpass_phase_gradient_through_second_order_denominator(check_grads):
     check_grads(phase_of, argnum=(0, 1))(np.array([0.7, 0.9]), np.array([300.0, 5000.0]))
 
 
-def test_cached_intermediates_follow_changed_arguments():
-    """`_on_circle` keeps its latest result: a changed (even mutated in place) argument must not reuse it."""
+def test_results_follow_changed_arguments():
+    """No result is kept between calls: a changed (even mutated in place) argument gives a new phase."""
     from apfdsp.filters import allpass_phase as phase
 
     w = np.linspace(0.01, 3.0, 64)
@@ -257,7 +257,21 @@ def test_cached_intermediates_follow_changed_arguments():
     np.testing.assert_allclose(np.exp(1j * phase(w, den)[0]), h, atol=1e-12)
 
 
-def test_cached_intermediates_are_thread_safe_and_do_not_alias():
+def test_gradient_after_an_interleaved_forward_call():
+    """The VJP is computed from its own inputs: forward calls between a forward pass and its backward
+    pass (another fit, another thread) do not change the gradient."""
+    from autograd import make_vjp
+
+    w = np.linspace(0.01, 3.0, 64)
+    den, warp, g = np.array([[-1.2, 0.81], [0.3, 0.2]]), np.array([0.3, -0.2]), np.ones((2, 64))
+    want = make_vjp(allpass_phase, argnum=1)(w, den, warp, 2)[0](g)
+    vjp, _ = make_vjp(allpass_phase, argnum=1)(w, den, warp, 2)
+    allpass_phase(w, den[::-1] * 0.5, -warp, 2)  # another forward call in between
+    np.testing.assert_array_equal(vjp(g), want)
+    assert not np.array_equal(make_vjp(allpass_phase, argnum=1)(w, den * 0.5, warp, 2)[0](g), want)
+
+
+def test_phase_and_group_delay_are_thread_safe_and_do_not_alias():
     import threading
 
     from apfdsp.filters import allpass_group_delay
