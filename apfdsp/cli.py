@@ -1163,14 +1163,13 @@ def _demo_files(args, out_dir):
         write_audio(paths["wet"], wet, fs, subtype=args.subtype)
     finally:
         progress.close()
-    report = paths["report"] if _plot_available() else None
     fit_args = argparse.Namespace(dry=paths["dry"], wet=paths["wet"], resample=False, quiet=args.quiet, json=args.json,
                                   n_sections=API_DEFAULTS["n_sections"], structure=API_DEFAULTS["structure"],
                                   seed=API_DEFAULTS["seed"], max_delay_ms=1e3 * API_DEFAULTS["max_delay_s"],
                                   per_channel=API_DEFAULTS["per_channel"], causal=API_DEFAULTS["causal"],
                                   subtype=args.subtype)
     record, notes, result, *_ = _run_align(
-        fit_args, command="demo", audio_out=paths["dry_aligned"], model_out=paths["model"], report=report,
+        fit_args, command="demo", audio_out=paths["dry_aligned"], model_out=paths["model"], report=paths["report"],
         label="apfdsp demo")
     # A long demo is aligned by streaming (result.aligned is None then): the mixes use the file written.
     aligned = result.aligned if result.aligned is not None else read_audio(paths["dry_aligned"])[0]
@@ -1178,8 +1177,6 @@ def _demo_files(args, out_dir):
     write_audio(paths["mix_after"], _mix(aligned, wet, 0.5), fs, subtype=args.subtype)
     files = [paths["dry"], paths["wet"]] + record["files_written"] + [paths["mix_before"], paths["mix_after"]]
     record.update(files_written=files)
-    if report is None:
-        notes.append("note: report.png was skipped: the plotting module apfdsp.plot is not available")
     notes += [
         "",
         "Listen to mix_before.wav, then mix_after.wav: the same 50/50 dry/wet mix before and after",
@@ -1187,16 +1184,6 @@ def _demo_files(args, out_dir):
         "  apfdsp align DRY.wav WET.wav -o DRY_aligned.wav --model-out model.json",
     ]
     return record, notes
-
-
-def _plot_available():
-    try:
-        _plot_module()
-    except ModuleNotFoundError as err:
-        if err.name in (f"{__package__}.plot", "matplotlib"):
-            return False
-        raise
-    return True
 
 
 def _cmd_pretrained(args):

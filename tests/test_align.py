@@ -76,12 +76,7 @@ def dry_band(dry):
     return f[band], p[band]
 
 
-def mark(cases, marks):
-    """pytest.param for every case, with the marks of `marks` (case -> mark) attached."""
-    return [pytest.param(*case, marks=marks.get(case, ()), id=i) for case, i in zip(cases, ROUND_TRIP_IDS)]
-
-
-@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+@pytest.mark.parametrize(("seed", "delay", "polarity"), ROUND_TRIP, ids=ROUND_TRIP_IDS)
 def test_round_trip_no_residual_delay(seed, delay, polarity):
     dry, wet, _, _, result = round_trip(seed, delay, polarity)
     assert result.method == "allpass"
@@ -90,7 +85,7 @@ def test_round_trip_no_residual_delay(seed, delay, polarity):
     assert abs(gcc_phat(result.aligned, wet, fs=FS, max_delay_s=0.01)[0]) <= 0.1
 
 
-@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+@pytest.mark.parametrize(("seed", "delay", "polarity"), ROUND_TRIP, ids=ROUND_TRIP_IDS)
 def test_round_trip_total_delay_of_model(seed, delay, polarity):
     """The fitted model delays the dry as much as the truth does, allpass part included."""
     dry, _, truth, _, result = round_trip(seed, delay, polarity)
@@ -103,7 +98,7 @@ def test_round_trip_total_delay_of_model(seed, delay, polarity):
     assert np.sqrt(np.sum(p * error**2) / p.sum()) < 0.05  # rad; 0.02 rad ~ -40 dB
 
 
-@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+@pytest.mark.parametrize(("seed", "delay", "polarity"), ROUND_TRIP, ids=ROUND_TRIP_IDS)
 def test_round_trip_reported_delay_is_the_wets_bulk_delay(seed, delay, polarity):
     """`delay_samples` is d plus the bulk delay of the allpass part, a delay the wet really has."""
     dry, _, truth, sections, result = round_trip(seed, delay, polarity)
@@ -117,14 +112,14 @@ def test_round_trip_reported_delay_is_the_wets_bulk_delay(seed, delay, polarity)
         assert result.delay_samples - delay == pytest.approx(bulk_of_sections, abs=0.1)
 
 
-@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+@pytest.mark.parametrize(("seed", "delay", "polarity"), ROUND_TRIP, ids=ROUND_TRIP_IDS)
 def test_round_trip_model_polarity(seed, delay, polarity):
     """An allpass cascade is +1 at DC, so the model's DC response is the polarity it found."""
     _, _, _, _, result = round_trip(seed, delay, polarity)
     assert result.cascade.response([0.0])[0] == pytest.approx(polarity, abs=1e-9)
 
 
-@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+@pytest.mark.parametrize(("seed", "delay", "polarity"), ROUND_TRIP, ids=ROUND_TRIP_IDS)
 def test_round_trip_reported_polarity(seed, delay, polarity):
     """The reported polarity is the broadband judgement of the true effect (on the dry's spectrum)."""
     dry, _, truth, _, result = round_trip(seed, delay, polarity)
@@ -137,7 +132,7 @@ def test_round_trip_reported_polarity(seed, delay, polarity):
     assert result.phase_rotation_deg == pytest.approx(np.degrees(np.angle(m)), abs=20)  # other weights
 
 
-@pytest.mark.parametrize(("seed", "delay", "polarity"), mark(ROUND_TRIP, {}))
+@pytest.mark.parametrize(("seed", "delay", "polarity"), ROUND_TRIP, ids=ROUND_TRIP_IDS)
 def test_round_trip_null_depth(seed, delay, polarity):
     _, wet, _, _, result = round_trip(seed, delay, polarity)
     null = null_depth_db(result.aligned, wet, fs=FS)

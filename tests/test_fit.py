@@ -173,7 +173,6 @@ def test_pure_integer_delay_target_emits_no_warning(n_sections):
     fit_phase(F, -W * 2, fs=FS, n_sections=n_sections)
 
 
-@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("samples", [2, 5])
 def test_pure_integer_delay_target_collapses_to_delay(samples):
     result = fit_phase(F, -W * samples, fs=FS, n_sections=2)

@@ -141,6 +141,8 @@ class _Imports(ast.NodeVisitor):
             text = node.args[0].value
             if isinstance(text, str) and (text == PACKAGE or text.startswith(PACKAGE + ".")):
                 self._use(text[len(PACKAGE) + 1:], node.lineno)
+            elif isinstance(text, str) and text.startswith(".") and self.module is not None:
+                self._use(text.lstrip("."), node.lineno)  # import_module(".x", __package__)
         self.generic_visit(node)
 
     def visit_Attribute(self, node):
@@ -271,6 +273,7 @@ def test_allowances_are_still_needed():
     ("from apfdsp import AllpassCascade", ["__init__"], []),
     ("from apfdsp.version import __version__", ["version"], []),
     ("import importlib\nimportlib.import_module('apfdsp.align')", ["align"], []),
+    ("import importlib\nimportlib.import_module('.plot', __package__)", ["plot"], []),
     ("from .cascade import _check_real", ["cascade"], []),  # its own private name
 ])
 def test_the_checker_sees_every_form(tmp_path, source, edges, private):
