@@ -1,6 +1,5 @@
 """Tests of apfdsp.filters: section phase, group delay and SOS export against scipy and the paper's formulas."""
 
-
 import numpy as np
 import pytest
 from scipy import signal
