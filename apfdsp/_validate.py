@@ -32,7 +32,7 @@ import numpy as np
 
 from .exceptions import AudioError, ParameterError
 
-__all__ = ["valid_fs", "valid_audio", "valid_pair", "valid_sos", "valid_freqs", "valid_int", "valid_range",
+__all__ = ["valid_fs", "valid_bool", "valid_audio", "valid_pair", "valid_sos", "valid_freqs", "valid_int", "valid_range",
            "LIMITS", "json_depth"]
 
 #: The resource limits of the table above (name -> bound; pairs are inclusive ranges).
@@ -91,17 +91,24 @@ def valid_int(value, name, *, minimum=None, maximum=None):
     return value
 
 
-def valid_range(value, name, lo, hi, *, lo_open=False, hi_open=False):
-    """Return `value` as a float inside the interval [lo, hi] (ends optionally open)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(f"{name} must be a real number, got {value!r}")
+def valid_range(value, name, lo=-np.inf, hi=np.inf, *, lo_open=False, hi_open=False):
+    """Return `value` as a float inside the interval [lo, hi] (ends optionally open); it must be finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ParameterError(f"{name} must be a finite real number, got {value!r}")
     value = float(value)
     below = value <= lo if lo_open else value < lo
     above = value >= hi if hi_open else value > hi
-    if not np.isfinite(value) or below or above:
+    if below or above:
         left, right = "(" if lo_open else "[", ")" if hi_open else "]"
         raise ParameterError(f"{name} must lie in {left}{lo}, {hi}{right}, got {value!r}")
     return value
+
+
+def valid_bool(value, name):
+    """Return `value` as a bool; only True and False (Python's or numpy's) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def valid_audio(x, *, name="x", min_samples=1, allow_silent=False):

@@ -1,13 +1,12 @@
 """Allpass cells and `AllpassCascade`, the list-like container that filters audio with `sosfilt`."""
 
-import numbers
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
 from scipy import signal
 
-from ._validate import valid_audio, valid_fs, valid_freqs
+from ._validate import valid_audio, valid_bool, valid_freqs, valid_fs, valid_int, valid_range
 from .exceptions import ParameterError
 from .filters import (
     allpass_group_delay,
@@ -20,30 +19,10 @@ from .filters import (
 __all__ = ["Allpass2", "Allpass1", "Delay", "Polarity", "AllpassCascade", "FilterState"]
 
 
-def _check_real(value, name, lo=-np.inf, hi=np.inf, *, lo_closed=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ParameterError(f"{name} must be a finite real number, got {value!r}")
-    if not (lo <= value if lo_closed else lo < value) or not value < hi:
-        raise ParameterError(f"{name} must lie in {'[' if lo_closed else '('}{lo}, {hi}), got {value!r}")
-    return float(value)
-
-
-def _check_stretch(stretch):
-    if isinstance(stretch, bool) or not isinstance(stretch, numbers.Integral) or stretch < 1:
-        raise ParameterError(f"stretch must be an integer >= 1, got {stretch!r}")
-    return int(stretch)
-
-
 def _warp_suffix(cell):
     """", warp=..., stretch=..., anticausal" for the parameters that differ from a traditional section."""
     return ((f", warp={cell.warp:.6g}" if cell.warp else "") + (f", stretch={cell.stretch}" if cell.stretch > 1 else "")
             + (", anticausal" if cell.anticausal else ""))
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ParameterError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _structure(warp, stretch):
@@ -81,11 +60,11 @@ class Allpass2:
     anticausal: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "pole_radius", _check_real(self.pole_radius, "pole_radius", 0.0, 1.0, lo_closed=True))
-        object.__setattr__(self, "fc_hz", _check_real(self.fc_hz, "fc_hz", 0.0, np.inf, lo_closed=True))
-        object.__setattr__(self, "warp", _check_real(self.warp, "warp", -1.0, 1.0))
-        object.__setattr__(self, "stretch", _check_stretch(self.stretch))
-        object.__setattr__(self, "anticausal", _check_bool(self.anticausal, "anticausal"))
+        object.__setattr__(self, "pole_radius", valid_range(self.pole_radius, "pole_radius", 0.0, 1.0, hi_open=True))
+        object.__setattr__(self, "fc_hz", valid_range(self.fc_hz, "fc_hz", 0.0))
+        object.__setattr__(self, "warp", valid_range(self.warp, "warp", -1.0, 1.0, lo_open=True, hi_open=True))
+        object.__setattr__(self, "stretch", valid_int(self.stretch, "stretch", minimum=1))
+        object.__setattr__(self, "anticausal", valid_bool(self.anticausal, "anticausal"))
 
     order = property(lambda self: 2 * self.stretch, doc="Order of the section (2K).")
     structure = property(lambda self: _structure(self.warp, self.stretch))
@@ -120,10 +99,10 @@ class Allpass1:
     anticausal: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "coef", _check_real(self.coef, "coef", -1.0, 1.0))
-        object.__setattr__(self, "warp", _check_real(self.warp, "warp", -1.0, 1.0))
-        object.__setattr__(self, "stretch", _check_stretch(self.stretch))
-        object.__setattr__(self, "anticausal", _check_bool(self.anticausal, "anticausal"))
+        object.__setattr__(self, "coef", valid_range(self.coef, "coef", -1.0, 1.0, lo_open=True, hi_open=True))
+        object.__setattr__(self, "warp", valid_range(self.warp, "warp", -1.0, 1.0, lo_open=True, hi_open=True))
+        object.__setattr__(self, "stretch", valid_int(self.stretch, "stretch", minimum=1))
+        object.__setattr__(self, "anticausal", valid_bool(self.anticausal, "anticausal"))
 
     order = property(lambda self: self.stretch, doc="Order of the section (K).")
     structure = property(lambda self: _structure(self.warp, self.stretch))
@@ -150,7 +129,7 @@ class Delay:
     samples: float
 
     def __post_init__(self):
-        object.__setattr__(self, "samples", _check_real(self.samples, "samples"))
+        object.__setattr__(self, "samples", valid_range(self.samples, "samples"))
 
     @property
     def shift(self):

@@ -294,7 +294,7 @@ def test_list_behaviour():
         (lambda: Allpass2(np.nan, 100.0), pytest.raises(ParameterError, match="pole_radius must be a finite real")),
         (lambda: Allpass2(0.5, -1.0), pytest.raises(ParameterError, match="fc_hz")),
         (lambda: Allpass2(0.5, 100.0, 1.0), pytest.raises(ParameterError, match="warp")),
-        (lambda: Allpass2(0.5, 100.0, 0.0, 0), pytest.raises(ParameterError, match="stretch must be an integer >= 1, got 0")),
+        (lambda: Allpass2(0.5, 100.0, 0.0, 0), pytest.raises(ParameterError, match="stretch must be >= 1, got 0")),
         (lambda: Allpass2(0.5, 100.0, 0.0, 2.0), pytest.raises(ParameterError, match="stretch")),
         (lambda: Allpass2(True, 100.0), pytest.raises(ParameterError, match="pole_radius")),
         (lambda: Allpass1(-0.999, 0.5, 3), nullcontext()),
