@@ -61,7 +61,7 @@ class Allpass2:
 
     def __post_init__(self):
         object.__setattr__(self, "pole_radius", valid_range(self.pole_radius, "pole_radius", 0.0, 1.0, hi_open=True))
-        object.__setattr__(self, "fc_hz", valid_range(self.fc_hz, "fc_hz", 0.0))
+        object.__setattr__(self, "fc_hz", valid_range(self.fc_hz, "fc_hz", 0.0, np.inf, hi_open=True))
         object.__setattr__(self, "warp", valid_range(self.warp, "warp", -1.0, 1.0, lo_open=True, hi_open=True))
         object.__setattr__(self, "stretch", valid_int(self.stretch, "stretch", minimum=1))
         object.__setattr__(self, "anticausal", valid_bool(self.anticausal, "anticausal"))
