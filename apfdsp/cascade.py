@@ -462,14 +462,21 @@ class AllpassCascade:
                 raise ParameterError(f"cell {i}: {err}") from None
         return cls(cells, fs=data["fs"])
 
-    def _sos_rows_text(self):
+    def sos_rows_text(self):
+        """How many SOS rows run the cascade, as reports print it: ``"N SOS rows"``, ``"N SOS rows (M backwards)"``.
+
+        Examples
+        --------
+        >>> AllpassCascade([Allpass2(0.9, 1000.0), Allpass1(0.5, anticausal=True)], fs=48000).sos_rows_text()
+        '2 SOS rows (1 backwards)'
+        """
         causal, anticausal = self._sos_parts()
         return _rows_text(causal.shape[0], anticausal.shape[0])
 
     def __repr__(self):
         lines = [
             f"AllpassCascade(fs={self.fs:g} Hz, {len(self)} cells, order {self.order}, "
-            f"{self._sos_rows_text()}, delay {self.integer_delay} samples, "
+            f"{self.sos_rows_text()}, delay {self.integer_delay} samples, "
             f"polarity {'inverted' if self.polarity < 0 else 'normal'})"
         ]
         for i, cell in enumerate(self._cells):

@@ -209,10 +209,9 @@ def _polarity_text(cascade):
 
 def _cascade_totals(cascade):
     gd = cascade.group_delay(_default_freqs(cascade.fs))
-    backwards = cascade.sos_anticausal.shape[0]
-    rows = f"{cascade.sos.shape[0] + backwards} SOS rows" + (f" ({backwards} backwards)" if backwards else "")
     return (
-        f"fs {cascade.fs:g} Hz, {len(cascade)} cells, filter order {cascade.order}, {rows}\n"
+        f"fs {cascade.fs:g} Hz, {len(cascade)} cells, filter order {cascade.order}, "
+        f"{cascade.sos_rows_text()}\n"
         f"integer shift {cascade.integer_delay} samples, {_polarity_text(cascade)}\n"
         f"group delay {gd.min():.4g} to {gd.max():.4g} samples "
         f"({1e3 * gd.min() / cascade.fs:.3g} to {1e3 * gd.max() / cascade.fs:.3g} ms)"

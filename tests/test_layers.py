@@ -9,8 +9,9 @@ Three rules:
    modules of its own layer or of lower ones. A new module fails this test until it is placed.
 2. **No cycles** in the import graph of the package (lazy imports included).
 3. **No private names across modules.** No ``from .x import _y``, no ``x._y`` on an imported apfdsp
-   module, no import of a private module (``apfdsp._validate``) from outside the package: in apfdsp/,
-   benchmarks/, scripts/ and examples/ (tests may use private names). A helper another module needs is
+   module, no import of a private module (``apfdsp._validate``) from outside the package, and no
+   ``obj._y`` whose ``_y`` the file does not define itself (a private method of another module's
+   class): in apfdsp/, benchmarks/, scripts/ and examples/ (tests may use private names). A helper another module needs is
    made public (no underscore, a numpydoc docstring) or moved to the lower module that owns its concept.
 """
 
@@ -165,9 +166,36 @@ class _Imports(ast.NodeVisitor):
 
 
 def _scan(path, module, modules):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = _Imports(module, modules)
+    names.visit(tree)  # first the names bound to apfdsp modules, wherever in the file they are bound
     visitor = _Imports(module, modules)
-    visitor.visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    visitor.bound = names.bound
+    visitor.visit(tree)
     return visitor
+
+
+#: Underscore attributes that Python itself gives objects (the namedtuple API): not a module's privates.
+PYTHON_API = {"_replace", "_asdict", "_fields", "_field_defaults", "_make"}
+
+
+def _foreign_private_attributes(path):
+    """(line, text) of each ``obj._name`` whose `_name` the file neither defines nor assigns (obj not self/cls).
+
+    Such an attribute belongs to an object of another module: its private method or field.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    own = set(PYTHON_API)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            own.add(node.id)
+    return [(node.lineno, ast.unparse(node)) for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and _is_private(node.attr) and node.attr not in own
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
 
 
 def _package_graph():
@@ -275,6 +303,12 @@ def test_no_private_names_across_modules():
         "module that owns the concept):\n" + "\n".join(problems))
 
 
+def test_no_private_attributes_of_other_modules_objects():
+    problems = [f"{path.relative_to(ROOT)}:{line} uses {text}, a private attribute defined elsewhere"
+                for path in _checked_files() for line, text in _foreign_private_attributes(path)]
+    assert not problems, "private attributes of other modules' objects:\n" + "\n".join(problems)
+
+
 def test_allowances_are_still_needed():
     """An entry of `ALLOWED` that no longer matches anything is stale: delete it."""
     modules = _package_modules()
@@ -312,6 +346,13 @@ def test_the_checker_sees_every_form(tmp_path, source, edges, private):
     scan = _scan(path, "cascade", _package_modules())
     assert [e for e, _ in scan.edges] == edges
     assert [(o, n) for o, n, _ in scan.private] == private
+
+
+def test_the_checker_sees_private_attributes_of_objects(tmp_path):
+    path = tmp_path / "plot.py"
+    path.write_text("def f(cascade, result):\n    self._a, cls._b\n    result._replace(x=1)\n"
+                    "    cascade._sos_rows_text()\n    _own(cascade)._c\n\ndef _own(x):\n    x._c = 1\n")
+    assert _foreign_private_attributes(path) == [(4, "cascade._sos_rows_text")]
 
 
 def test_the_checker_finds_cycles():
