@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from ._validate import valid_audio, valid_fs
+from ._validate import valid_fs, valid_pair
 
 __all__ = [
     "CoherenceAccumulator",
@@ -232,8 +232,7 @@ def pair_statistics(x, y, *, fs, integer_delay=0):
     True
     """
     fs = valid_fs(fs)
-    x = valid_audio(x, name="x")
-    y = valid_audio(y, name="y")
+    x, y = valid_pair(x, y)
     clipped = clipped_fraction(y)
     d = int(integer_delay)
     x, y = (x, y[..., d:]) if d >= 0 else (x[..., -d:], y)

@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal
 
-from ._validate import valid_audio, valid_fs, valid_pair
+from ._validate import valid_fs, valid_pair
 from .align import AlignResult, broadband_polarity
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
 from .estimate import estimate, truncate_common
@@ -919,8 +919,7 @@ def align_report(result, dry, wet, path, *, fs, title=None):
     if not isinstance(result, AlignResult):
         raise TypeError(f"result must be an AlignResult from apfdsp.align.align, got {type(result).__name__}")
     fs = valid_fs(fs)
-    dry = valid_audio(dry, name="dry")
-    wet = valid_audio(wet, name="wet")
+    dry, wet = valid_pair(dry, wet, names=("dry", "wet"))
     per_channel = isinstance(result.cascade, list)
     cascades = result.cascade if per_channel else [result.cascade]
     fits = result.fit if isinstance(result.fit, list) else [result.fit]
