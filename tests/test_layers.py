@@ -11,8 +11,9 @@ Three rules:
 3. **No private names across modules.** No ``from .x import _y``, no ``x._y`` on an imported apfdsp
    module, no import of a private module (``apfdsp._validate``) from outside the package, and no
    ``obj._y`` whose ``_y`` the file does not define itself (a private method of another module's
-   class): in apfdsp/, benchmarks/, scripts/ and examples/ (tests may use private names). A helper another module needs is
-   made public (no underscore, a numpydoc docstring) or moved to the lower module that owns its concept.
+   class): in apfdsp/, benchmarks/, scripts/ and examples/ (tests may use private names). A helper
+   another module needs is made public (no underscore, a numpydoc docstring) or moved to the lower
+   module that owns its concept.
 """
 
 import ast
