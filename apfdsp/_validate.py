@@ -32,8 +32,8 @@ import numpy as np
 
 from .exceptions import AudioError, ParameterError
 
-__all__ = ["valid_fs", "valid_bool", "valid_audio", "valid_pair", "valid_sos", "valid_freqs", "valid_int", "valid_range",
-           "LIMITS", "json_depth"]
+__all__ = ["valid_fs", "valid_bool", "valid_audio", "valid_pair", "valid_sos", "valid_freqs", "valid_int",
+           "valid_range", "LIMITS", "json_depth"]
 
 #: The resource limits of the table above (name -> bound; pairs are inclusive ranges).
 LIMITS = {
@@ -192,10 +192,10 @@ def valid_pair(x, y, *, names=("x", "y"), min_samples=1, allow_silent=False, max
     >>> dry, wet = valid_pair(np.ones(4), np.ones((2, 3)), names=("dry", "wet"))
     >>> dry.shape, wet.shape, wet.dtype
     ((4,), (2, 3), dtype('float64'))
-    >>> valid_pair(np.ones((2, 4)), np.ones((3, 4)), names=("dry", "wet"))
+    >>> valid_pair(np.ones((2, 4)), np.ones((3, 4)), names=("dry", "wet"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    apfdsp.exceptions.ParameterError: the channel shapes of dry (2,) and wet (3,) do not broadcast: they must match, or one must be mono (pass arrays of shape (..., n), or a mono (n,) signal)
+    apfdsp.exceptions.ParameterError: the channel shapes of dry (2,) and wet (3,) do not broadcast: they must match, ...
     """
     first, second = names
     x = valid_audio(x, name=first, min_samples=min_samples, allow_silent=allow_silent)
