@@ -348,21 +348,6 @@ class AllpassCascade:
             total = total + sign * np.sum(allpass_group_delay(w, den, warp, stretch), axis=0)
         return total
 
-    #: The refit behind `resampled`: `apfdsp.resample.resample_cascade`, which installs itself here when
-    #: imported (``import apfdsp`` imports it). It refits with `apfdsp.fit_phase`, a layer above this
-    #: module, so this module does not import it (the layers of tests/test_layers.py).
-    resampler = None
-
-    def resampled(self, fs, **options):
-        """This model for another sample rate: its phase curve refitted at `fs`.
-
-        A thin call of ``apfdsp.resample.resample_cascade(self, fs, **options).cascade``: see that
-        function for the `options` and the band over which the phase is kept. Returns the new cascade.
-        """
-        if AllpassCascade.resampler is None:  # apfdsp.resample not imported: only if `import apfdsp` failed
-            raise RuntimeError("AllpassCascade.resampled needs apfdsp.resample: import apfdsp first")
-        return AllpassCascade.resampler(self, fs, **options).cascade
-
     # -- filtering -----------------------------------------------------------------------------
     def initial_state(self, shape, *, axis=-1):
         """Zero `FilterState` for blocks of shape `shape` filtered along `axis`."""

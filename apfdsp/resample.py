@@ -180,8 +180,3 @@ def resample_cascade(cascade, fs, *, n_sections=None, structure="warped", seed=0
     cells = [c for c in cells if not isinstance(c, Delay)] + ([Delay(total)] if total else [])
     new = AllpassCascade(cells, fs=fs)
     return ResampleResult(new, weighted_phase_error(new.phase(freqs), old_phase))
-
-
-# `AllpassCascade.resampled` calls this function through this attribute: apfdsp.cascade lies below the
-# fit and may not import this module.
-AllpassCascade.resampler = staticmethod(resample_cascade)

@@ -105,8 +105,3 @@ def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         resample_cascade(cascade, **kwargs)
 
-
-def test_the_cascade_method_is_resample_cascade(resampled):
-    """`AllpassCascade.resampled` (apfdsp.cascade cannot import apfdsp.resample) gives the same model."""
-    assert CASCADES["warped pair"].resampled(96000.0) == resampled["warped pair", 96000.0].cascade
-    assert CASCADES["warped pair"].resampled(FS) == CASCADES["warped pair"]
