@@ -28,7 +28,8 @@ import numpy as np
 
 from .align import ALIGN_DEFAULTS, align, fit_alignment
 from .exceptions import AudioError, ParameterError
-from .io import apply_file, audio_info, read_audio, read_audio_blocks, write_audio
+from .audiofile import audio_info, read_audio, write_audio
+from .streaming import apply_file, read_audio_blocks
 from .metrics import StreamingMixMeter
 
 __all__ = ["align_files", "ANALYSIS_MAX_SAMPLES", "analysis_excerpt"]

@@ -41,7 +41,7 @@ from .demo import demo_dry, demo_effect
 from .exceptions import ApfdspError, AudioError, ModelFileError, OutputError, ParameterError
 from .fit import STRUCTURES
 from . import io as _io
-from .io import _same_file, apply_file, audio_info, load_model, read_audio, save_model, write_audio
+from .io import apply_file, audio_info, load_model, read_audio, same_file, save_model, write_audio
 from .metrics import mix_report
 from ._validate import LIMITS
 from .version import __version__
@@ -538,12 +538,12 @@ def _check_outputs(outputs, inputs, subtype=None):
         if path is None:
             continue
         for src in inputs:
-            if _same_file(path, src):
+            if same_file(path, src):
                 raise OutputError(
                     f"refusing to write {option} {path!r}: it is the input file {src!r}; choose another output path"
                 )
         for other_option, other in seen:
-            if _same_file(path, other):
+            if same_file(path, other):
                 raise OutputError(f"{other_option} and {option} both name {path!r}; give them different paths")
         if os.path.isdir(path):
             raise OutputError(f"cannot write {option} {path!r}: it is a directory; give a file name")
@@ -569,12 +569,9 @@ def _check_outputs(outputs, inputs, subtype=None):
 def _check_audio_extension(path, subtype=None):
     """Refuse an audio file name whose extension libsndfile cannot write (before any work).
 
-    Uses io's format resolution when available (private there; see the note in the report), so
-    the rule is exactly the one `write_audio` applies.
+    Uses `apfdsp.audiofile.output_format`, so the rule is exactly the one `write_audio` applies.
     """
-    resolve = getattr(_io, "_output_format", None)
-    if resolve is None:
-        return
+    resolve = _io.output_format
     try:
         resolve(path, None, None)
     except OutputError:

@@ -149,7 +149,7 @@ def _valid_plot_freqs(freqs, fs):
 
 def _save(fig, path, *, inputs=()):
     """Write `fig` to `path` atomically, in the format named by the extension; return `path` as str."""
-    from .io import _atomic_output
+    from .audiofile import atomic_output
 
     try:
         path = os.fsdecode(os.fspath(path))
@@ -161,7 +161,7 @@ def _save(fig, path, *, inputs=()):
             f"cannot write figure {path!r}: unknown extension {'.' + ext if ext else '(none)'!r}; "
             f"use one of {', '.join('.' + e for e in FIGURE_FORMATS)}"
         )
-    with _atomic_output(path, inputs=inputs) as tmp:
+    with atomic_output(path, inputs=inputs) as tmp:
         fig.savefig(tmp, format=ext, dpi=_DPI)
     return path
 

@@ -17,7 +17,7 @@ import importlib.resources
 import json
 import pathlib
 
-from .io import load_model
+from .model_format import load_model
 
 __all__ = ["list_models", "load", "load_with_metadata", "load_path"]
 

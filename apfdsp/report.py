@@ -18,7 +18,7 @@ import soundfile as sf
 from ._validate import valid_audio, valid_fs, valid_range
 from .align import AlignResult, method_label
 from .exceptions import OutputError
-from .io import write_text
+from .audiofile import write_text
 from .metrics import energy_sums
 
 __all__ = ["html_report", "listening_clips", "EXCERPT_S"]
