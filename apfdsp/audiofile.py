@@ -700,7 +700,7 @@ def read_audio(path, *, always_2d=False, allow_silent=False):
 
     See Also
     --------
-    write_audio, apply_file
+    write_audio, apfdsp.streaming.apply_file
 
     Examples
     --------

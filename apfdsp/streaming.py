@@ -428,7 +428,7 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
 
     See Also
     --------
-    AllpassCascade.apply, read_audio, write_audio
+    AllpassCascade.apply, apfdsp.audiofile.read_audio, apfdsp.audiofile.write_audio
 
     Notes
     -----
