@@ -1,4 +1,4 @@
-"""Audio files: reading and writing them, and writing any output safely. The only module that opens audio.
+"""Audio files: reading and writing them, and writing any output safely (atomically, never over an input).
 
 One job: everything between apfdsp and a file on disk that is not the filter engine
 (`apfdsp.streaming`) or the model format (`apfdsp.model_format`): reading audio with its header and
