@@ -50,12 +50,6 @@ ALLOWED = {
     ("benchmarks/bench_core.py", "fit._Problem"),  # engine
     ("benchmarks/bench_fit_audio.py", "fit._Layout"),  # engine
     ("benchmarks/bench_fit_audio.py", "fit_audio._Filter"),  # timedesign (fit_audio's restructuring)
-    ("apfdsp/cli.py", "io._same_file"),  # iosplit: made public in audiofile
-    ("apfdsp/plot.py", "io._atomic_output"),  # iosplit: made public in audiofile
-    ("apfdsp/plot.py", "io"),  # iosplit: plot then imports the atomic output from audiofile
-    ("apfdsp/report.py", "io"),  # iosplit: write_text moves to audiofile
-    ("apfdsp/pretrained.py", "io"),  # iosplit: load_model moves to model_format
-    ("apfdsp/align_files.py", "io"),  # iosplit: audio files and the streaming engine move out of the facade
 }
 
 CHECKED_DIRS = ("apfdsp", "benchmarks", "scripts", "examples")
