@@ -1,4 +1,8 @@
-"""Optimisers: a hand-written Adam (pure step function) and an L-BFGS polish through scipy."""
+"""Optimisers: a hand-written Adam (pure step function) and an L-BFGS polish through scipy.
+
+Implements docs/maths.md, section 5.3 (and the cosine schedule there); the module's place in the package
+is docs/architecture.md, section 2.8.
+"""
 
 from typing import NamedTuple
 
@@ -12,7 +16,24 @@ __all__ = ["AdamState", "adam_init", "adam_step", "adam", "lbfgs", "cosine_sched
 
 
 class AdamState(NamedTuple):
-    """State of Adam: flat parameters, first and second moments, step count."""
+    """State of Adam: flat parameters, first and second moments, step count.
+
+    Attributes
+    ----------
+    params : ndarray
+        The flat parameter vector.
+    m, v : ndarray
+        Running means of the gradient and of its square (Adam's first and second moments).
+    step : int
+        Number of steps taken.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> state = adam_step(adam_init(np.zeros(2)), np.array([1.0, -1.0]), lr=0.1)
+    >>> state.step, np.round(state.params, 6).tolist()
+    (1, [-0.1, 0.1])
+    """
 
     params: np.ndarray
     m: np.ndarray
@@ -21,7 +42,23 @@ class AdamState(NamedTuple):
 
 
 def adam_init(flat_params):
-    """Initial `AdamState` for a flat parameter vector."""
+    """Initial `AdamState` for a flat parameter vector.
+
+    Parameters
+    ----------
+    flat_params : array_like, shape (n,)
+        Starting parameters (copied).
+
+    Returns
+    -------
+    state : AdamState
+        Zero moments, step 0.
+
+    Examples
+    --------
+    >>> adam_init([1.0, 2.0])
+    AdamState(params=array([1., 2.]), m=array([0., 0.]), v=array([0., 0.]), step=0)
+    """
     flat_params = np.asarray(flat_params, dtype=float)
     return AdamState(flat_params.copy(), np.zeros_like(flat_params), np.zeros_like(flat_params), 0)
 
@@ -98,6 +135,16 @@ def adam(loss, params, *, n_iter=500, lr=1e-3, schedule=None, clip=None, callbac
         Best parameters seen.
     history : ndarray
         Loss value at each step.
+
+    Examples
+    --------
+    A pytree (a dict of arrays) is fine; the best parameters seen are returned:
+
+    >>> import numpy as np
+    >>> params, history = adam(lambda p: ((p["a"] - 2.0) ** 2).sum(), {"a": np.zeros(3)}, n_iter=600, lr=0.05,
+    ...                        schedule=cosine_schedule(600))
+    >>> np.round(params["a"], 3).tolist(), bool(history[-1] < history[0])
+    ([2.0, 2.0, 2.0], True)
     """
     flat0, unflatten = flatten(params)
     objective = value_and_grad(lambda flat: loss(unflatten(flat)))
@@ -131,7 +178,31 @@ def lbfgs(loss, params, *, max_iter=200, tol=1e-14, stall_rtol=1e-3, stall_iter=
     `loss_and_grad`, if given, is a function of an array `params` returning the loss and its gradient
     (same shape) computed by hand; it replaces autograd's (`loss` is then not called).
 
-    Returns ``(params, history)`` like `adam`.
+    Parameters
+    ----------
+    loss : callable
+        Scalar autograd-differentiable function of the pytree `params` (unused with `loss_and_grad`).
+    params : pytree
+        Starting parameters.
+    max_iter : int
+        Largest number of L-BFGS iterations.
+    tol : float
+        L-BFGS-B's ``ftol``.
+    stall_rtol : float
+        Relative fall of the loss over `stall_iter` iterations below which the polish stops (0: never).
+    stall_iter : int
+        Window of the stall test, in iterations.
+    callback : callable, optional
+        ``callback(params, i, loss_value)`` after each iteration.
+    loss_and_grad : callable, optional
+        ``loss_and_grad(params) -> (value, gradient)`` computed by hand, replacing autograd's.
+
+    Returns
+    -------
+    params : pytree
+        The final parameters.
+    history : ndarray
+        Loss value after each iteration.
 
     Examples
     --------
@@ -176,5 +247,24 @@ def lbfgs(loss, params, *, max_iter=200, tol=1e-14, stall_rtol=1e-3, stall_iter=
 
 
 def cosine_schedule(n_iter, *, final=0.05):
-    """Cosine decay from 1 to `final` over `n_iter` steps, for `adam(schedule=...)`."""
+    """Cosine decay from 1 to `final` over `n_iter` steps, for `adam(schedule=...)`.
+
+    Parameters
+    ----------
+    n_iter : int
+        Number of steps of the decay.
+    final : float
+        Factor reached at step `n_iter` (and kept after it).
+
+    Returns
+    -------
+    schedule : callable
+        ``schedule(i)``: the learning-rate factor at step `i`.
+
+    Examples
+    --------
+    >>> schedule = cosine_schedule(100)
+    >>> [round(float(schedule(i)), 3) for i in (0, 50, 100, 200)]
+    [1.0, 0.525, 0.05, 0.05]
+    """
     return lambda i: final + (1 - final) * 0.5 * (1 + anp.cos(np.pi * min(i, n_iter) / n_iter))

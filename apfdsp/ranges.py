@@ -9,6 +9,9 @@ The limits that depend on the sample rate are set in seconds and Hz: the slowest
 `ParamRanges.max_decay_s` seconds to decay by 60 dB, whatever the rate, so a model means the same at
 44.1 kHz and at 192 kHz (a limit fixed in samples would allow a 21 ms decay at 48 kHz but only 5 ms at
 192 kHz). `ParamRanges.radius_limit` and `ParamRanges.coef_limit` turn it into per-sample limits.
+
+Implements docs/maths.md, section 11 (the table of maps and the stability argument); the module's place
+in the package is docs/architecture.md, section 2.3.
 """
 
 from dataclasses import asdict, dataclass
@@ -29,7 +32,20 @@ _LN_DECAY = DECAY_DB / 20.0 * np.log(10.0)  # ln(10^(60/20)): e-folds of a 60 dB
 def radius_for_decay(decay_s, *, fs):
     r"""Pole radius whose free response decays by 60 dB in `decay_s` seconds at sample rate `fs`.
 
-    :math:`r = 10^{-3 / (f_s T)}`, the radius of a pole with :math:`r^{f_s T} = 10^{-60/20}`.
+    :math:`r = 10^{-3 / (f_s T)}`, the radius of a pole with :math:`r^{f_s T} = 10^{-60/20}`
+    (docs/maths.md, section 11).
+
+    Parameters
+    ----------
+    decay_s : float
+        The 60 dB decay time T in seconds, positive.
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    radius : float
+        In (0, 1).
 
     Examples
     --------
@@ -44,6 +60,18 @@ def radius_for_decay(decay_s, *, fs):
 def decay_for_radius(radius, *, fs):
     """Seconds a pole of radius `radius` (in [0, 1)) takes to decay by 60 dB at sample rate `fs`: the
     inverse of `radius_for_decay` (0 for ``radius = 0``).
+
+    Parameters
+    ----------
+    radius : float
+        Pole radius in [0, 1).
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    decay_s : float
+        The 60 dB decay time in seconds.
 
     Examples
     --------
@@ -116,19 +144,71 @@ class ParamRanges:
             )
 
     def radius_limit(self, fs):
-        """Largest pole radius of a second-order section at sample rate `fs` (`r_max` if set)."""
+        """Largest pole radius of a second-order section at sample rate `fs` (`r_max` if set).
+
+        Parameters
+        ----------
+        fs : float
+            Sample rate in Hz (unused when `r_max` is set).
+
+        Returns
+        -------
+        float
+            In (0, 1).
+
+        Examples
+        --------
+        >>> round(ParamRanges().radius_limit(44100), 5)
+        0.99891
+        """
         if self.r_max is not None:
             return float(self.r_max)
         return radius_for_decay(self.max_decay_s, fs=fs)
 
     def coef_limit(self, fs):
-        """Largest magnitude of a first-order coefficient at sample rate `fs` (`coef_max` if set)."""
+        """Largest magnitude of a first-order coefficient at sample rate `fs` (`coef_max` if set).
+
+        Parameters
+        ----------
+        fs : float
+            Sample rate in Hz (unused when `coef_max` is set).
+
+        Returns
+        -------
+        float
+            In (0, 1).
+
+        Examples
+        --------
+        >>> round(ParamRanges().coef_limit(48000), 5), ParamRanges(coef_max=0.5).coef_limit(48000)
+        (0.999, 0.5)
+        """
         if self.coef_max is not None:
             return float(self.coef_max)
         return radius_for_decay(self.max_decay_s, fs=fs)
 
     def fc_limits(self, fs):
-        """Return ``(fc_min_hz, fc_max_hz)`` for sample rate `fs`, checking both lie below fs/2."""
+        """Return ``(fc_min_hz, fc_max_hz)`` for sample rate `fs`, checking both lie below fs/2.
+
+        Parameters
+        ----------
+        fs : float
+            Sample rate in Hz.
+
+        Returns
+        -------
+        fc_min_hz, fc_max_hz : float
+
+        Raises
+        ------
+        ParameterError
+            If the range does not lie below fs/2 (a sample rate too low for the range).
+
+        Examples
+        --------
+        >>> ParamRanges().fc_limits(48000)
+        (5.0, 23952.0)
+        """
         fs = valid_fs(fs)
         fc_max = 0.499 * fs if self.fc_max_hz is None else float(self.fc_max_hz)
         if not self.fc_min_hz < fc_max < fs / 2:
@@ -138,7 +218,19 @@ class ParamRanges:
         return self.fc_min_hz, fc_max
 
     def to_dict(self):
-        """Return the ranges as a JSON-safe dict."""
+        """Return the ranges as a JSON-safe dict.
+
+        Returns
+        -------
+        dict
+            One entry per field; ``ParamRanges(**d)`` rebuilds equal ranges.
+
+        Examples
+        --------
+        >>> d = ParamRanges(warp_max=0.9).to_dict()
+        >>> d["warp_max"], ParamRanges(**d) == ParamRanges(warp_max=0.9)
+        (0.9, True)
+        """
         return asdict(self)
 
     # The maps below are differentiable (autograd.numpy) and vectorised. `fs` may be left out only
@@ -155,38 +247,180 @@ class ParamRanges:
         return self.coef_limit(fs)
 
     def pole_radius(self, t, *, fs=None):
-        """Map t in (-1, 1) to a pole radius in (0, radius_limit(fs))."""
+        """Map t in (-1, 1) to a pole radius in (0, radius_limit(fs)).
+
+        Parameters
+        ----------
+        t : array_like
+            Normalised values in (-1, 1).
+        fs : float, optional
+            Sample rate in Hz; needed unless `r_max` is set.
+
+        Returns
+        -------
+        radius : ndarray or float
+            :math:`R_{max}(t + 1)/2`. Differentiable with autograd.
+
+        Examples
+        --------
+        >>> ParamRanges(r_max=0.9).pole_radius(0.0), float(ParamRanges(r_max=0.9).pole_radius_inv(0.45))
+        (0.45, 0.0)
+        """
         return self._radius_max(fs) * 0.5 * (t + 1.0)
 
     def pole_radius_inv(self, radius, *, fs=None):
-        """Inverse of `pole_radius` (clipped into the open range)."""
+        """Inverse of `pole_radius` (clipped into the open range).
+
+        Parameters
+        ----------
+        radius : array_like
+            Pole radii.
+        fs : float, optional
+            Sample rate in Hz; needed unless `r_max` is set.
+
+        Returns
+        -------
+        t : ndarray
+            In [-1 + 1e-9, 1 - 1e-9].
+
+        Examples
+        --------
+        >>> r = ParamRanges()
+        >>> float(r.pole_radius_inv(r.radius_limit(48000), fs=48000))   # the limit itself is clipped inside
+        0.999999999
+        """
         return np.clip(2.0 * np.asarray(radius) / self._radius_max(fs) - 1.0, -1 + 1e-9, 1 - 1e-9)
 
     def fc_hz(self, t, *, fs):
-        """Map t in (-1, 1) to a pole frequency on a log scale in (fc_min_hz, fc_max_hz)."""
+        """Map t in (-1, 1) to a pole frequency on a log scale in (fc_min_hz, fc_max_hz).
+
+        Parameters
+        ----------
+        t : array_like
+            Normalised values in (-1, 1).
+        fs : float
+            Sample rate in Hz.
+
+        Returns
+        -------
+        fc_hz : ndarray or float
+            :math:`f_{lo} (f_{hi}/f_{lo})^{(t+1)/2}`. Differentiable with autograd.
+
+        Examples
+        --------
+        >>> r = ParamRanges(fc_min_hz=10.0, fc_max_hz=1000.0)
+        >>> round(float(r.fc_hz(0.0, fs=48000)), 9)   # the geometric middle of the range
+        100.0
+        """
         lo, hi = self.fc_limits(fs)
         return lo * anp.exp(np.log(hi / lo) * 0.5 * (t + 1.0))
 
     def fc_hz_inv(self, fc_hz, *, fs):
-        """Inverse of `fc_hz` (clipped into the open range)."""
+        """Inverse of `fc_hz` (clipped into the open range).
+
+        Parameters
+        ----------
+        fc_hz : array_like
+            Pole frequencies in Hz.
+        fs : float
+            Sample rate in Hz.
+
+        Returns
+        -------
+        t : ndarray
+
+        Examples
+        --------
+        >>> r = ParamRanges(fc_min_hz=10.0, fc_max_hz=1000.0)
+        >>> float(r.fc_hz_inv(100.0, fs=48000)), float(r.fc_hz_inv(5.0, fs=48000))
+        (0.0, -0.999999999)
+        """
         lo, hi = self.fc_limits(fs)
         t = 2.0 * np.log(np.asarray(fc_hz, dtype=float) / lo) / np.log(hi / lo) - 1.0
         return np.clip(t, -1 + 1e-9, 1 - 1e-9)
 
     def warp(self, t):
-        """Map t in (-1, 1) to a warping coefficient in (-warp_max, warp_max)."""
+        """Map t in (-1, 1) to a warping coefficient in (-warp_max, warp_max).
+
+        Parameters
+        ----------
+        t : array_like
+            Normalised values in (-1, 1).
+
+        Returns
+        -------
+        warp : ndarray or float
+            ``warp_max * t``.
+
+        Examples
+        --------
+        >>> ParamRanges().warp(-0.5), float(ParamRanges().warp_inv(-0.475))
+        (-0.475, -0.5)
+        """
         return self.warp_max * t
 
     def warp_inv(self, warp):
-        """Inverse of `warp` (clipped)."""
+        """Inverse of `warp` (clipped).
+
+        Parameters
+        ----------
+        warp : array_like
+            Warping coefficients.
+
+        Returns
+        -------
+        t : ndarray
+            In [-1 + 1e-9, 1 - 1e-9].
+
+        Examples
+        --------
+        >>> float(ParamRanges(warp_max=0.5).warp_inv(0.25))
+        0.5
+        """
         return np.clip(np.asarray(warp) / max(self.warp_max, 1e-300), -1 + 1e-9, 1 - 1e-9)
 
     def coef(self, t, *, fs=None):
-        """Map t in (-1, 1) to a first-order coefficient in (-coef_limit(fs), coef_limit(fs))."""
+        """Map t in (-1, 1) to a first-order coefficient in (-coef_limit(fs), coef_limit(fs)).
+
+        Parameters
+        ----------
+        t : array_like
+            Normalised values in (-1, 1).
+        fs : float, optional
+            Sample rate in Hz; needed unless `coef_max` is set.
+
+        Returns
+        -------
+        coef : ndarray or float
+            ``coef_limit(fs) * t``.
+
+        Examples
+        --------
+        >>> ParamRanges(coef_max=0.8).coef(-0.5)
+        -0.4
+        """
         return self._coef_max(fs) * t
 
     def coef_inv(self, coef, *, fs=None):
-        """Inverse of `coef` (clipped)."""
+        """Inverse of `coef` (clipped).
+
+        Parameters
+        ----------
+        coef : array_like
+            First-order coefficients.
+        fs : float, optional
+            Sample rate in Hz; needed unless `coef_max` is set.
+
+        Returns
+        -------
+        t : ndarray
+            In [-1 + 1e-9, 1 - 1e-9].
+
+        Examples
+        --------
+        >>> float(ParamRanges(coef_max=0.8).coef_inv(-0.4))
+        -0.5
+        """
         return np.clip(np.asarray(coef) / self._coef_max(fs), -1 + 1e-9, 1 - 1e-9)
 
 
