@@ -1,7 +1,7 @@
 """Built-in demo material: a synthetic music-like dry track and a virtual-analog-style effect.
 
 Everything is generated from a seed, offline, so the demo, the examples and the tests need no audio
-files.
+files. The module's place in the package is docs/architecture.md, section 2.24.
 """
 
 import numpy as np
@@ -100,6 +100,18 @@ def demo_effect(x, *, fs=48000, drive=1.5):
     Returns
     -------
     y : ndarray, same shape as `x`
+
+    Examples
+    --------
+    The effect's latency and inversion are what the delay estimate finds (docs/maths.md, section 7):
+
+    >>> from apfdsp.demo import DEMO_EFFECT_LATENCY, demo_dry, demo_effect
+    >>> from apfdsp.estimate import gcc_phat
+    >>> dry = demo_dry(duration_s=2.0)
+    >>> wet = demo_effect(dry)
+    >>> delay, peak = gcc_phat(dry, wet, fs=48000)
+    >>> wet.shape == dry.shape, DEMO_EFFECT_LATENCY <= delay < DEMO_EFFECT_LATENCY + 3, bool(peak < 0)
+    (True, True, True)
     """
     fs = valid_fs(fs)
     x = valid_audio(x, allow_silent=True)

@@ -22,6 +22,9 @@ Python-level operations per evaluation; here it is a handful of vectorised numpy
 The layout object is the one `apfdsp.fit` builds (attributes ``n2, n1, structure, stretch, ranges, fs,
 delay_shift`` and ``signs()``). tests/test_phase_objective.py checks value and gradient against the
 autograd route and finite differences.
+
+Implements docs/maths.md, section 5.2 (with the section derivatives of section 1.5 and the range maps of
+section 11); the module's place in the package is docs/architecture.md, section 2.9.
 """
 
 import numpy as np
@@ -183,6 +186,43 @@ def direct_loss_and_grad(layout, w, const, target_phase, weights):
     """``f(u) -> (loss, dloss/du)`` for the direct parameterisation ``t = u / sqrt(1 + u^2)``.
 
     The objective `apfdsp.optim.lbfgs` minimises when the fit uses direct parameters (`apfdsp.model.Direct`).
+    The chain rule through the map adds the factor :math:`dt/du = (1 + u^2)^{-3/2}` (docs/maths.md,
+    section 5.2).
+
+    Parameters
+    ----------
+    layout : layout
+        The cascade's layout (see the module notes).
+    w : ndarray, shape (F,)
+        Frequencies in rad/sample.
+    const : ndarray, shape (F,)
+        Phase of the integer shift and polarity on `w`.
+    target_phase, weights : ndarray, shape (F,)
+        The target phase (radians) and its non-negative weights.
+
+    Returns
+    -------
+    objective : callable
+        ``objective(u) -> (loss, gradient)`` for an array `u` of the layout's shape (units x 3).
+
+    Examples
+    --------
+    The gradient agrees with central differences (a layout of one plain second-order section):
+
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> from apfdsp.ranges import DEFAULT_RANGES
+    >>> layout = SimpleNamespace(n2=1, n1=0, structure="traditional", stretch=1, polarity=1, delay_shift=None,
+    ...                          ranges=DEFAULT_RANGES, fs=48000.0, signs=lambda: None)
+    >>> w = np.linspace(0.01, 3.0, 64)
+    >>> target = -2.0 * np.arctan2(np.sin(w), 0.3 + np.cos(w))   # some smooth target phase
+    >>> objective = direct_loss_and_grad(layout, w, np.zeros_like(w), target, np.ones_like(w))
+    >>> u = np.array([[0.2, -0.4, 0.0]])
+    >>> loss, grad = objective(u)
+    >>> step = np.array([[1e-6, 0.0, 0.0]])
+    >>> numeric = (objective(u + step)[0] - objective(u - step)[0]) / 2e-6
+    >>> bool(np.isclose(grad[0, 0], numeric, rtol=1e-5))
+    True
     """
 
     def objective(params):

@@ -5,7 +5,8 @@ The models are JSON model files (`apfdsp.io.save_model`) installed as package da
 apfdsp fitted to effects of Spotify's pedalboard (48 kHz). ``pretrained/README.md`` in the source tree
 is their model card: what each model is, how it was made (``scripts/make_pretrained.py``), and how
 well it aligns. On the command line: ``apfdsp pretrained`` lists them and
-``apfdsp apply pretrained:NAME IN -o OUT`` applies one.
+``apfdsp apply pretrained:NAME IN -o OUT`` applies one. The module's place in the package is
+docs/architecture.md, section 2.24; the file format is docs/maths.md, section 2.6.
 
 A model only fits audio at its own sample rate; `apfdsp.resample.resample_cascade` re-fits one for
 another rate.
@@ -82,6 +83,12 @@ def load_path(name):
         If `name` is not a string.
     KeyError
         If there is no model of that name; the message lists the names there are.
+
+    Examples
+    --------
+    >>> path = load_path("surveyor-192k")
+    >>> path.name, path.is_file()
+    ('surveyor-192k.json', True)
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str (a model name from list_models()), got {type(name).__name__}")

@@ -4,6 +4,9 @@ The page holds the report figure (`apfdsp.plot.align_report`, embedded as a PNG 
 numbers with what they mean, and audio players (16-bit WAV data URIs of a short excerpt) for the
 dry + wet mix and for the null (wet minus dry) before and after alignment, each pair with an A/B
 switch that keeps the play position. Nothing is loaded from elsewhere: the file can be mailed.
+
+The numbers it explains are those of docs/maths.md, section 10 (null depth, mix loss, broadband null) and
+section 7.1 (the verdict); the module's place in the package is docs/architecture.md, section 2.23.
 """
 
 import base64

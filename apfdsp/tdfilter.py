@@ -3,6 +3,9 @@ r"""Differentiable second-order-section IIR filtering (an autograd primitive).
 `sosfilt` runs exactly :func:`scipy.signal.sosfilt` forward and has an exact reverse-mode
 gradient computed with filtering passes run backwards in time (the adjoint of an IIR filter is
 the same filter applied time-reversed). It is differentiable w.r.t. ``sos``, ``x`` and ``zi``.
+
+Implements docs/maths.md, section 9.8 (used by the training of section 9.6); the module's place in the
+package is docs/architecture.md, section 2.10.
 """
 
 import numbers

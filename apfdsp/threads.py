@@ -5,6 +5,8 @@ OpenBLAS starts one thread per core) turns each of them into thread hand-offs, w
 with other work (a DAW, a browser) made `apfdsp align` two to three times slower than with one thread.
 `single_threaded_blas` limits the BLAS libraries in-process (threadpoolctl) for the duration of a call,
 so users need not set ``OPENBLAS_NUM_THREADS``; the previous limits are restored afterwards.
+
+The module's place in the package (a leaf utility of the fits) is docs/architecture.md, section 2.27.
 """
 
 import functools
@@ -16,6 +18,17 @@ __all__ = ["single_threaded_blas"]
 
 def single_threaded_blas(func):
     """Decorator: run `func` with every loaded BLAS library limited to one thread.
+
+    Parameters
+    ----------
+    func : callable
+        The function to run single-threaded.
+
+    Returns
+    -------
+    callable
+        `func` wrapped: each call runs inside ``threadpool_limits(1, "blas")``, the previous limits
+        restored afterwards (also on an exception).
 
     Examples
     --------

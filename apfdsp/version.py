@@ -1,4 +1,7 @@
-"""Version of apfdsp (read by setup.cfg) and a helper that reports the environment."""
+"""Version of apfdsp (read by setup.cfg) and a helper that reports the environment.
+
+The module's place in the package (a leaf utility) is docs/architecture.md, section 2.27.
+"""
 
 __version__ = "0.1.0"
 
@@ -10,6 +13,13 @@ def show_versions():
     -------
     versions : dict
         Package name -> version string (``"not installed"`` when missing).
+
+    Examples
+    --------
+    >>> from apfdsp import __version__
+    >>> versions = show_versions()
+    >>> versions["apfdsp"] == __version__, sorted(versions)
+    (True, ['apfdsp', 'autograd', 'matplotlib', 'numpy', 'python', 'scipy', 'soundfile'])
     """
     import importlib.metadata as metadata
     import platform
