@@ -3,6 +3,9 @@
 Fit an allpass cascade to a phase response (`fit_phase`) or to audio (`fit_audio`), align a dry
 signal with its wet twin (`align`), and use the result as plain scipy second-order sections
 (`AllpassCascade.sos`).
+
+docs/architecture.md, section 1 maps the package (its layers and modules) and section 4 answers "where
+is X?"; docs/maths.md states the mathematics the code implements.
 """
 
 from .align import AlignResult, align, fit_alignment

@@ -1,4 +1,4 @@
-"""``python -m apfdsp``: the apfdsp command line."""
+"""``python -m apfdsp``: the apfdsp command line (docs/architecture.md, section 2.27)."""
 
 from .cli import main
 

@@ -8,6 +8,9 @@ partial files are removed first). This is the only module of apfdsp that touches
 
 The defaults of the fit options are read from the signature of `apfdsp.align.align`, so the command
 line and the Python API always agree (tests/test_argspec.py checks it).
+
+Implements docs/architecture.md, section 3 (the run of ``apfdsp align``, and in section 3.3 the
+translation of exceptions into exit codes); its place in the package is section 2.26 there.
 """
 
 import argparse
@@ -365,6 +368,13 @@ def build_parser():
     parser : argparse.ArgumentParser
         Its ``parse_args`` returns a namespace whose ``func`` attribute runs the chosen command.
         Usage errors raise an internal exception instead of exiting (`main` turns it into exit code 2).
+
+    Examples
+    --------
+    >>> parser = build_parser()
+    >>> args = parser.parse_args(["align", "dry.wav", "wet.wav", "-o", "aligned.wav", "--sections", "4"])
+    >>> args.command, args.output, args.n_sections, callable(args.func)
+    ('align', 'aligned.wav', 4, True)
     """
     parser = _Parser(prog="apfdsp", description=_MAIN_DESCRIPTION, epilog=_MAIN_EPILOG,
                      formatter_class=_Formatter)
@@ -1350,6 +1360,20 @@ def main(argv=None):
         summary could not be printed on stdout (a closed pipe, a full disk), 128 + N when stopped
         by signal N (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP; no partial or temporary file
         is left).
+
+    Examples
+    --------
+    A user error is one line on stderr and exit code 2 (docs/architecture.md, section 3.3):
+
+    >>> import contextlib, io
+    >>> stderr = io.StringIO()
+    >>> with contextlib.redirect_stderr(stderr):
+    ...     code = main(["apply", "no-such-model.json", "in.wav", "-o", "out.wav"])
+    >>> code, stderr.getvalue().startswith("apfdsp: error: "), len(stderr.getvalue().splitlines())
+    (2, True, 1)
+    >>> main(["--version"])  # doctest: +ELLIPSIS
+    apfdsp ...
+    0
     """
     parser = build_parser()
     try:
