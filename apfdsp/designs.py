@@ -2,10 +2,22 @@ r"""Classical allpass designs: M. Lang's equation error and Steiglitz-McBride (d
 
 The designs give the fits their starts: they solve linear least-squares problems instead of training.
 
+* Frequency domain (docs/maths.md section 8): M. Lang's equation-error allpass design on a target
+  response (`equation_error_allpass`, `equation_error_allpass_blas`), the probe
+  `equation_error_phase_loss`, the roots of a stack of designs (`denominator_roots`), their split into
+  sections (`sections_from_poles`) and the group-delay starts (`low_group_delay`, `group_delay_peaks`);
+  their constants are the one table `FREQUENCY_DESIGN`. `apfdsp.fit.fit_phase` starts from them.
 * Time domain (docs/maths.md section 9): `time_equation_error_starts` and `time_equation_error_ladder`
   design allpass cascades from the dry/wet samples themselves (equation error with instrumental
   variables, then Steiglitz-McBride iterations); their tuning constants are the one table
   `TIME_DESIGN`. `apfdsp.fit_audio` starts its training from them.
+
+References
+----------
+.. [1] M. Lang, "Allpass filter design and applications", IEEE Trans. Signal Processing 46(9),
+   pp. 2505-2514, 1998 (the linear equation-error formulation and its iterative reweighting).
+.. [2] M. Lang and T. I. Laakso, "Simple and robust method for the design of allpass filters using
+   least-squares phase error criterion", IEEE Trans. Circuits and Systems II 41(1), pp. 40-48, 1994.
 """
 
 from dataclasses import dataclass
@@ -14,13 +26,449 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal
 
+from ._validate import valid_fs, valid_int
 from .cascade import AllpassCascade
 from .exceptions import AudioError
-from .fit import _Layout
+from .layout import Layout
+from .losses import phase_loss
 from .metrics import null_depth_db
 
-__all__ = ["TIME_DESIGN", "TimeDesignConstants", "time_equation_error_starts", "time_equation_error_ladder",
+__all__ = ["FREQUENCY_DESIGN", "FrequencyDesign", "equation_error_allpass", "equation_error_allpass_blas",
+           "equation_error_phase_loss", "denominator_roots", "sections_from_poles", "low_group_delay",
+           "group_delay_peaks",
+           "TIME_DESIGN", "TimeDesignConstants", "time_equation_error_starts", "time_equation_error_ladder",
            "null_on_audio", "warped_radius_bound"]
+
+
+# -- frequency-domain designs (docs/maths.md section 8) -----------------------------------------------
+
+@dataclass(frozen=True)
+class FrequencyDesign:
+    """The constants of the frequency-domain designs (one table; `FREQUENCY_DESIGN` is the instance used).
+
+    Attributes
+    ----------
+    start_warps : tuple of float
+        Warps of the extra equation-error designs of ``structure="warped"`` (besides 0): -0.8 resolves
+        low frequencies, 0.5 high ones (docs/maths.md section 8.4).
+    n_solves : int
+        Reweighted least-squares solves per design (section 8.2).
+    ridge : float
+        Ridge of the normal equations, relative to their mean diagonal (section 8.1).
+    min_denominator : float
+        Floor of :math:`|A|` in the reweighting :math:`w / |A|^2`.
+    real_root_tolerance : float
+        A root with :math:`|\\mathrm{Im}\\,p|` at most this is real (a first-order section).
+    section_decay_power : int
+        Radii of designed sections are clipped to ``r_max ** section_decay_power`` (2: at most half
+        the longest decay the ranges allow).
+    low_delay_percentile : float
+        `low_group_delay` is this percentile of the group delay ...
+    low_delay_weight : float
+        ... over the bins with at least this fraction of the largest weight.
+    peak_prominence : float
+        Smallest prominence (samples) of a group-delay peak that gets a section (`group_delay_peaks`).
+    peak_radius_min : float
+        Smallest pole radius of a group-delay start.
+    peak_decay_power : int
+        Largest pole radius of a group-delay start: ``r_max ** peak_decay_power``.
+
+    Examples
+    --------
+    >>> FREQUENCY_DESIGN.start_warps, FREQUENCY_DESIGN.n_solves
+    ((-0.8, 0.5), 2)
+    """
+
+    start_warps: tuple = (-0.8, 0.5)
+    n_solves: int = 2
+    ridge: float = 1e-16
+    min_denominator: float = 1e-6
+    real_root_tolerance: float = 1e-9
+    section_decay_power: int = 2
+    low_delay_percentile: float = 10.0
+    low_delay_weight: float = 0.1
+    peak_prominence: float = 0.5
+    peak_radius_min: float = 0.1
+    peak_decay_power: int = 10
+
+
+#: The constants the frequency-domain designs and `apfdsp.fit.fit_phase` use.
+FREQUENCY_DESIGN = FrequencyDesign()
+
+
+def _solve_normal(normal, rhs_normal, order):
+    """Solve the (stacked) ridge-regularised normal equations; a singular system gives a = 0."""
+    ridge = FREQUENCY_DESIGN.ridge * np.trace(normal, axis1=-2, axis2=-1) / order
+    system = normal + ridge[..., None, None] * np.eye(order)
+    try:
+        return np.linalg.solve(system, rhs_normal[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        out = np.zeros(rhs_normal.shape)
+        for index in np.ndindex(rhs_normal.shape[:-1]):
+            try:
+                out[index] = np.linalg.solve(system[index], rhs_normal[index])
+            except np.linalg.LinAlgError:
+                pass
+        return out
+
+
+def equation_error_allpass(basis, response, order, weights, *, n_iter=FREQUENCY_DESIGN.n_solves):
+    r"""Allpass denominator of order N by M. Lang's equation-error method, iteratively reweighted.
+
+    For an allpass :math:`H = e^{-jN\omega}\,\overline{A(e^{j\omega})}/A(e^{j\omega})` the equation
+    :math:`H_t A = e^{-jN\omega}\overline{A}` is linear in :math:`a_1 \dots a_N`:
+
+    .. math:: \sum_k a_k \left(H_t e^{-jk\omega} - e^{-j(N-k)\omega}\right) = e^{-jN\omega} - H_t,
+
+    solved in weighted least squares (real normal equations, a tiny ridge), then re-solved with the
+    weights divided by :math:`|A|^2` of the previous solution, which turns the equation error into the
+    true error to first order (docs/maths.md sections 8.1-8.2). Exact on a noise-free allpass target
+    of order N.
+
+    Parameters
+    ----------
+    basis : ndarray, shape (K + 1, F), K >= order
+        :math:`e^{-jk\omega}` for k = 0..K (rows) on the grid (a warped grid designs warped sections).
+    response : ndarray, shape (F,) or (B, F)
+        Target response(s) :math:`H_t` of unit magnitude; a stack is solved at once.
+    order : int
+        Allpass order N.
+    weights : ndarray, shape (F,)
+        Non-negative weights.
+    n_iter : int
+        Number of reweighted solves.
+
+    Returns
+    -------
+    a : ndarray, shape (order,) or (B, order)
+        Coefficients of :math:`A(z) = 1 + a_1 z^{-1} + \dots + a_N z^{-N}`; zeros where the system is
+        singular.
+
+    Notes
+    -----
+    The normal equations are summed with `numpy.einsum` over the frequencies in order: a stack gives
+    bit for bit the results of solving its members one by one (the fit's choice among starts depends
+    on the last bit).
+
+    References
+    ----------
+    M. Lang, "Allpass filter design and applications", IEEE Trans. Signal Processing 46(9), 1998.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> w = np.linspace(0.01, 3.1, 500)
+    >>> a_true = np.poly([0.9 * np.exp(0.5j), 0.9 * np.exp(-0.5j), -0.4]).real
+    >>> _, h = signal.freqz(a_true[::-1], a_true, worN=w)
+    >>> basis = np.exp(-1j * np.outer(np.arange(4), w))
+    >>> bool(np.allclose(equation_error_allpass(basis, h, 3, np.ones_like(w)), a_true[1:]))
+    True
+    """
+    response = np.asarray(response)
+    single = response.ndim == 1
+    response = response[None] if single else response
+    e_k = basis[1 : order + 1]
+    # rows: unknowns, columns: frequencies (one such matrix per response)
+    matrix = response[:, None, :] * e_k[None] - basis[order - 1 :: -1][:order][None]
+    rhs = basis[order][None] - response
+    row_weight2 = weights
+    a = np.zeros((response.shape[0], order))
+    for _ in range(n_iter):
+        # einsum over contiguous frequency rows: the summation order the designs were measured with
+        # (BLAS's matmul rounds differently, and the search then picks other starts by a hair).
+        weighted = matrix.conj() * row_weight2[..., None, :]
+        normal = np.real(np.einsum("bif,bjf->bij", weighted, matrix))
+        rhs_normal = np.real(np.einsum("bif,bf->bi", weighted, rhs))
+        a = _solve_normal(normal, rhs_normal, order)
+        denominator = np.abs(1.0 + np.einsum("kf,bk->bf", e_k, a))
+        row_weight2 = weights / np.maximum(denominator, FREQUENCY_DESIGN.min_denominator) ** 2
+    return a[0] if single else a
+
+
+def equation_error_allpass_blas(basis, response, order, weights, *, n_iter=FREQUENCY_DESIGN.n_solves):
+    r"""`equation_error_allpass` with its normal equations as real matrix products (BLAS).
+
+    The same design, faster on long grids and high orders, rounded differently (so not used where the
+    fit's choice of starts depends on the last bit).
+
+    Parameters
+    ----------
+    basis : ndarray, shape (F, K + 1), K >= order
+        :math:`e^{-jk\omega}` for k = 0..K (columns).
+    response : ndarray, shape (F,)
+        Target response of unit magnitude.
+    order : int
+        Allpass order N.
+    weights : ndarray, shape (F,)
+        Non-negative weights.
+    n_iter : int
+        Number of reweighted solves.
+
+    Returns
+    -------
+    a : ndarray, shape (order,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> w = np.linspace(0.01, 3.1, 500)
+    >>> a_true = np.poly([0.8 * np.exp(1j), 0.8 * np.exp(-1j)]).real
+    >>> _, h = signal.freqz(a_true[::-1], a_true, worN=w)
+    >>> basis = np.exp(-1j * np.outer(w, np.arange(3)))
+    >>> bool(np.allclose(equation_error_allpass_blas(basis, h, 2, np.ones_like(w)), a_true[1:]))
+    True
+    """
+    matrix = response[:, None] * basis[:, 1 : order + 1] - basis[:, order - 1 :: -1][:, :order]
+    rhs = basis[:, order] - response
+    stacked = np.concatenate([matrix.real, matrix.imag])
+    stacked_rhs = np.concatenate([rhs.real, rhs.imag])
+    row_weight = weights
+    a = np.zeros(order)
+    for _ in range(n_iter):
+        weighted = stacked * np.tile(row_weight, 2)[:, None]
+        normal = weighted.T @ stacked
+        ridge = FREQUENCY_DESIGN.ridge * np.trace(normal) / order
+        try:
+            a = np.linalg.solve(normal + ridge * np.eye(order), weighted.T @ stacked_rhs)
+        except np.linalg.LinAlgError:
+            a = np.zeros(order)
+        denominator = np.abs(1.0 + basis[:, 1 : order + 1] @ a)
+        row_weight = weights / np.maximum(denominator, FREQUENCY_DESIGN.min_denominator) ** 2
+    return a
+
+
+def equation_error_phase_loss(freqs, target, *, fs, weights, order, shifts=(0,), max_bins=2048):
+    r"""Phase loss of the best unpolished equation-error allpass design of one order (a cheap probe).
+
+    For every integer shift s in `shifts` and both polarities, M. Lang's equation-error method
+    (`equation_error_allpass_blas`, two reweighted solves) designs an allpass
+    :math:`z^{-N} A(z^{-1})/A(z)` of order N = `order` for the target with the delay :math:`z^{-s}`
+    taken out; its exact phase :math:`-(N + s)\omega - 2\arg A(e^{j\omega}) + \pi [\text{inverted}]`
+    (its roots wherever they are: a root outside the unit circle is an anticausal section) is scored
+    with `apfdsp.losses.phase_loss`. Nothing is polished: the value estimates what a fit of that order
+    can reach, to decide whether more sections are worth a fit.
+
+    Parameters
+    ----------
+    freqs, target, weights : array_like, shape (F,)
+        Frequencies (Hz), target phase (rad) or complex response, non-negative weights.
+    fs : float
+        Sample rate in Hz.
+    order : int
+        Allpass order N.
+    shifts : sequence of int
+        Integer delays (samples) tried.
+    max_bins : int
+        Longer grids are sampled (every k-th bin, not averaged: averaging would lose a phase that
+        turns quickly, as that of an allpass comb does) down to at most this many bins.
+
+    Returns
+    -------
+    loss : float
+        The lowest loss over shifts and polarities (on the sampled grid).
+
+    References
+    ----------
+    M. Lang, "Allpass filter design and applications", IEEE Trans. Signal Processing 46(9), 1998.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> f = np.linspace(10, 23990, 4000)
+    >>> _, h = signal.freqz(np.r_[0.6, np.zeros(22), 1.0], np.r_[1.0, np.zeros(22), 0.6], worN=f, fs=48000)
+    >>> bool(equation_error_phase_loss(f, h, fs=48000, weights=np.ones_like(f), order=23) < 1e-12)
+    True
+    """
+    freqs = np.asarray(freqs, dtype=float)
+    target = np.asarray(target)
+    target_phase = np.angle(target) if np.iscomplexobj(target) else np.asarray(target, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    order = valid_int(order, "order", minimum=1)
+    step = max(1, -(-freqs.size // valid_int(max_bins, "max_bins", minimum=order + 1)))
+    freqs, target_phase, weights = freqs[::step], target_phase[::step], weights[::step]
+    w = 2 * np.pi * freqs / valid_fs(fs)
+    basis = np.exp(-1j * np.outer(w, np.arange(order + 1)))
+    best = np.inf
+    for shift in shifts:
+        residual = np.exp(1j * (target_phase + w * shift))
+        for polarity in (1, -1):
+            a = equation_error_allpass_blas(basis, polarity * residual, order, weights)
+            phase = -(order + shift) * w - 2 * np.angle(basis @ np.r_[1.0, a]) + np.pi * (polarity < 0)
+            best = min(best, float(phase_loss(phase, target_phase, weights)))
+    return best
+
+
+def denominator_roots(a):
+    r"""Roots of :math:`z^N A(z)`, :math:`A(z) = 1 + a_1 z^{-1} + \dots + a_N z^{-N}`, for a stack of designs.
+
+    `numpy.roots` of ``[1, a_1, ..., a_N]`` for every row, its companion-matrix eigenvalues computed in
+    one stacked call: the same values, bit for bit (a real array where all of a row's roots are real).
+
+    Parameters
+    ----------
+    a : ndarray, shape (B, N)
+        Denominator coefficients, one design per row.
+
+    Returns
+    -------
+    roots : list of ndarray
+        The N roots of each design.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> roots = denominator_roots(np.array([[-1.5, 0.56], [0.0, -0.25]]))
+    >>> [np.sort(r).round(6).tolist() for r in roots]
+    [[0.7, 0.8], [-0.5, 0.5]]
+    """
+    a = np.asarray(a, dtype=float)
+    n_designs, order = a.shape
+    companion = np.zeros((n_designs, order, order))
+    companion[:, 0, :] = -a
+    below = np.arange(order - 1)
+    companion[:, below + 1, below] = 1.0
+    eigenvalues = np.linalg.eigvals(companion) if n_designs else np.zeros((0, order))
+    roots = []
+    for row, values in zip(a, eigenvalues):
+        if row[-1] == 0.0:  # roots at z = 0: numpy.roots deflates them
+            roots.append(np.roots(np.r_[1.0, row]))
+        else:
+            roots.append(values.real if np.all(values.imag == 0) else values)
+    return roots
+
+
+def sections_from_poles(poles, *, fs, r_max):
+    """Split an allpass design's poles into second-order sections and first-order coefficients.
+
+    Poles outside the unit circle are reflected inside (:math:`1/\\bar p`); the returned flags say
+    which were outside. An allpass with a pole p outside the circle has, on the circle, the conjugate
+    response of the stable section with pole :math:`1/\\bar p` (times a unit constant that cancels over
+    a conjugate pair): an anticausal section realises it exactly, a causal one with the opposite phase
+    (docs/maths.md section 8.5).
+
+    Parameters
+    ----------
+    poles : ndarray of complex
+        Roots of the design's denominator (complex ones in conjugate pairs).
+    fs : float
+        Sample rate in Hz.
+    r_max : float
+        Radius limit of the ranges; radii are clipped to ``r_max ** 2`` (at most half the longest decay).
+
+    Returns
+    -------
+    sections2 : list of (float, float, float)
+        ``(R, fc, 0.0)`` per conjugate pair (the pole with positive imaginary part).
+    coefs1 : list of float
+        First-order coefficient ``-p`` per real pole (radius clipped).
+    outside : list of bool
+        Per section (second-order ones first, then first-order): whether its pole lay outside the circle.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> poles = np.array([0.9 * np.exp(0.1j), 0.9 * np.exp(-0.1j), -2.0])
+    >>> sections2, coefs1, outside = sections_from_poles(poles, fs=48000.0, r_max=0.999)
+    >>> [(round(float(r), 3), round(float(fc), 1)) for r, fc, _ in sections2], [round(float(c), 3) for c in coefs1]
+    ([(0.9, 763.9)], [0.5])
+    >>> outside
+    [False, True]
+    """
+    outside = np.abs(poles) >= 1
+    poles = poles.copy()
+    poles[outside] = 1.0 / np.conj(poles[outside])
+    radius = np.minimum(np.abs(poles), r_max**FREQUENCY_DESIGN.section_decay_power)
+    angle = np.angle(poles)
+    tolerance = FREQUENCY_DESIGN.real_root_tolerance
+    pair = poles.imag > tolerance
+    real = np.abs(poles.imag) <= tolerance
+    sections2 = [(r, abs(a) * fs / (2 * np.pi), 0.0) for r, a in zip(radius[pair], angle[pair])]
+    coefs1 = [-np.sign(p.real) * r for r, p in zip(radius[real], poles[real])]
+    return sections2, coefs1, [bool(o) for o in outside[pair]] + [bool(o) for o in outside[real]]
+
+
+def low_group_delay(w, target_phase, weights):
+    """A low percentile (10 %) of a target's group delay over its well-weighted bins, in samples.
+
+    An allpass only adds delay, so the pure delay of a fit is at most about this (docs/maths.md section 8.3).
+
+    Parameters
+    ----------
+    w : ndarray, shape (F,)
+        Digital frequencies (rad/sample), increasing.
+    target_phase, weights : ndarray, shape (F,)
+        Target phase (rad, wrapped or not) and non-negative weights.
+
+    Returns
+    -------
+    tau : float
+        The `FREQUENCY_DESIGN.low_delay_percentile` percentile of the group delay over the bins with at
+        least `FREQUENCY_DESIGN.low_delay_weight` of the largest weight; 0.0 with fewer than 3 such bins.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.linspace(0.01, 3.0, 200)
+    >>> round(low_group_delay(w, -7.0 * w, np.ones_like(w)), 6)
+    7.0
+    """
+    tau = -np.gradient(np.unwrap(target_phase), w)
+    good = weights >= FREQUENCY_DESIGN.low_delay_weight * np.max(weights)
+    if np.count_nonzero(good) <= 2:
+        return 0.0
+    return float(np.percentile(tau[good], FREQUENCY_DESIGN.low_delay_percentile))
+
+
+def group_delay_peaks(w, target_phase, weights, n_sections, *, fs, r_max):
+    """Second-order sections on the largest peaks of a target's excess group delay.
+
+    A pole pair of radius R peaks at about :math:`(1 + R)/(1 - R)` samples of group delay, so a peak
+    of :math:`\\tau` samples above the target's smallest group delay gets
+    :math:`R = (\\tau - 1)/(\\tau + 1)` at its frequency (docs/maths.md section 8.5).
+
+    Parameters
+    ----------
+    w : ndarray, shape (F,)
+        Digital frequencies (rad/sample), increasing.
+    target_phase, weights : ndarray, shape (F,)
+        Target phase (rad) and non-negative weights (bins of zero weight are ignored).
+    n_sections : int
+        Largest number of sections (the most prominent peaks).
+    fs : float
+        Sample rate in Hz.
+    r_max : float
+        Radius limit of the ranges.
+
+    Returns
+    -------
+    sections2 : list of (float, float, float)
+        ``(R, fc, 0.0)`` per peak, most prominent first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import Allpass2, AllpassCascade
+    >>> f = np.linspace(10.0, 20000.0, 4000)
+    >>> phase = AllpassCascade([Allpass2(0.95, 1000.0)], fs=48000).phase(f)
+    >>> [(round(float(r), 2), round(float(fc), -1)) for r, fc, _ in group_delay_peaks(2 * np.pi * f / 48000, phase,
+    ...                                                               np.ones_like(f), 4, fs=48000, r_max=0.999)]
+    [(0.95, 1000.0)]
+    """
+    unwrapped = np.unwrap(target_phase)
+    tau = -np.gradient(unwrapped, w)
+    tau = tau - np.min(tau[weights > 0]) if np.any(weights > 0) else tau
+    tau = np.where(weights > 0, tau, 0.0)
+    peaks, props = signal.find_peaks(tau, prominence=FREQUENCY_DESIGN.peak_prominence)
+    order = np.argsort(props["prominences"])[::-1][:n_sections]
+    sections = []
+    for i in peaks[order]:
+        radius = np.clip((tau[i] - 1.0) / (tau[i] + 1.0), FREQUENCY_DESIGN.peak_radius_min,
+                         r_max**FREQUENCY_DESIGN.peak_decay_power)
+        sections.append((radius, w[i] * fs / (2 * np.pi), 0.0))
+    return sections
 
 
 # -- time domain: equation error on the samples, Steiglitz-McBride (docs/maths.md section 9) -------------
@@ -375,7 +823,7 @@ def _sections_from_v_poles(v_poles, warp, *, structure, ranges, fs):
     radius is beyond the ranges is, for the warped structure, given the warp a of smallest :math:`|q|`
     on a grid, :math:`q = (p + a)/(1 + ap)` the pole in the warped variable (the inverse of
     `_z_poles`); the traditional structure clips the radius. A real root becomes the first-order
-    section with coefficient -p, p its z-plane pole (clipped to the ranges by `_Layout.t_from`).
+    section with coefficient -p, p its z-plane pole (clipped to the ranges by `Layout.t_from`).
     """
     sections2 = []
     for q in v_poles[v_poles.imag > TIME_DESIGN.imag_tolerance]:
@@ -384,7 +832,7 @@ def _sections_from_v_poles(v_poles, warp, *, structure, ranges, fs):
             grid = np.linspace(-1.0, 1.0, TIME_DESIGN.warp_grid) * 0.999 * ranges.warp_max
             section_warp = float(grid[np.argmin(np.abs((q + grid) / (1.0 + grid * q)))])
             q = (q + section_warp) / (1.0 + section_warp * q)
-        radius = min(abs(q), ranges.radius_limit(fs))  # `_Layout.t_from` keeps it inside the open range
+        radius = min(abs(q), ranges.radius_limit(fs))  # `Layout.t_from` keeps it inside the open range
         sections2.append((radius, abs(np.angle(q)) * fs / (2 * np.pi), section_warp))
     reals = v_poles[np.abs(v_poles.imag) <= TIME_DESIGN.imag_tolerance]
     coefs1 = list(-_z_poles(reals, warp).real)
@@ -712,6 +1160,6 @@ def _start_layout(poles, flags, warp, delay, polarity, *, n_sections, structure,
     tolerance = TIME_DESIGN.imag_tolerance
     pairs, reals = poles.imag > tolerance, np.abs(poles.imag) <= tolerance
     flags = tuple(bool(f) for f in flags[pairs]) + tuple(bool(f) for f in flags[reals])
-    layout = _Layout(len(sections2), len(coefs1), structure, stretch, polarity, delay - 1, ranges, fs,
+    layout = Layout(len(sections2), len(coefs1), structure, stretch, polarity, delay - 1, ranges, fs,
                      flags if any(flags) else ())
     return layout, layout.t_from(sections2, coefs1, 1.0)

@@ -44,7 +44,8 @@ from .designs import TIME_DESIGN, null_on_audio, time_equation_error_ladder, war
 from .estimate import estimate, reduce_grid
 from .exceptions import AudioError, ParameterError
 from .filters import second_order_denominator, thiran_coef
-from .fit import STRUCTURES, _Layout, equation_error_phase_loss
+from .fit import STRUCTURES, equation_error_phase_loss
+from .layout import Layout as _Layout
 from .losses import mse_loss, multi_resolution_sum_magnitude_loss, ncc_loss, phase_loss, sum_magnitude_stft_loss
 from .metrics import null_depth_db
 from .model import get_parameterization

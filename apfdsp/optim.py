@@ -211,7 +211,13 @@ def lbfgs(loss, params, *, max_iter=200, tol=1e-14, stall_rtol=1e-3, stall_iter=
     >>> np.round(params, 6).tolist(), bool(history[-1] < 1e-12)
     ([3.0, 3.0], True)
     """
-    flat0, unflatten = flatten(params)
+    if isinstance(params, np.ndarray):  # a plain array: a reshape (autograd's unflatten traces a VJP per call)
+        flat0, shape = np.array(params, dtype=float).ravel(), params.shape
+
+        def unflatten(flat):
+            return anp.reshape(flat, shape)
+    else:
+        flat0, unflatten = flatten(params)
     if loss_and_grad is None:
         objective = value_and_grad(lambda flat: loss(unflatten(flat)))
     else:

@@ -19,9 +19,11 @@ Python-level operations per evaluation; here it is a handful of vectorised numpy
 * an anticausal section contributes :math:`-\phi`;
 * :math:`\partial L/\partial\phi(f) = w_f \sin(\phi(f) - \phi_t(f)) / \sum w`.
 
-The layout object is the one `apfdsp.fit` builds (attributes ``n2, n1, structure, stretch, ranges, fs,
-delay_shift`` and ``signs()``). tests/test_phase_objective.py checks value and gradient against the
-autograd route and finite differences.
+The layout object is an `apfdsp.layout.Layout` (attributes ``n2, n1, structure, stretch, ranges, fs,
+delay_shift, polarity``, ``signs()`` and ``const_phase(w)``). `PhaseGrid` holds what every evaluation on
+one grid shares (the delay phasors, the target's phasor per shift and polarity), so that a fit computes
+them once. tests/test_phase_objective.py checks value and gradient against the autograd route and finite
+differences.
 
 Implements docs/maths.md, section 5.2 (with the section derivatives of section 1.5 and the range maps of
 section 11); the module's place in the package is docs/architecture.md, section 2.9.
@@ -29,10 +31,155 @@ section 11); the module's place in the package is docs/architecture.md, section 
 
 import numpy as np
 
-__all__ = ["cascade_phase_loss", "direct_loss_and_grad"]
+__all__ = ["cascade_phase_loss", "direct_loss_and_grad", "PhaseGrid"]
 
 
-def _second_order(layout, t2, w):
+class PhaseGrid:
+    r"""A fit's grid, target and weights, with the intermediates every loss evaluation on them shares.
+
+    The unit-delay phasors :math:`e^{-jK\omega}` (per stretch K) and the phasor
+    :math:`e^{j(\phi_c - \phi_t)}` of the target with a layout's shift and polarity taken out are
+    computed once per grid (and per K, shift and polarity) instead of once per evaluation; the values
+    are those `cascade_phase_loss` computes, bit for bit. Safe to share between threads (a value
+    computed twice is the same value).
+
+    Parameters
+    ----------
+    w : ndarray, shape (F,)
+        Digital frequencies in rad/sample.
+    target_phase, weights : ndarray, shape (F,)
+        The fit's target (rad) and its non-negative weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp.layout import Layout
+    >>> from apfdsp.ranges import DEFAULT_RANGES
+    >>> w = np.linspace(0.01, 3.0, 64)
+    >>> grid = PhaseGrid(w, np.zeros(64), np.ones(64))
+    >>> layout = Layout(1, 0, "warped", 1, 1, None, DEFAULT_RANGES, 48000.0)
+    >>> t = np.array([[0.5, 0.1, 0.2]])
+    >>> grid.loss(layout, t, gradient=False) == cascade_phase_loss(layout, t, w, np.zeros(64), np.zeros(64),
+    ...                                                           np.ones(64), gradient=False)
+    True
+    """
+
+    def __init__(self, w, target_phase, weights):
+        self.w, self.target_phase, self.weights = w, target_phase, weights
+        self.weight_sum = np.sum(weights)
+        self._unit_delays = {}
+        self._errors = {}
+
+    def unit_delay(self, stretch):
+        """``(cos Kw, sin Kw, exp(-jKw))`` for K = `stretch` (computed once).
+
+        Parameters
+        ----------
+        stretch : int
+            K.
+
+        Returns
+        -------
+        cos_kw, sin_kw : ndarray, shape (F,)
+        phasor : ndarray of complex, shape (F,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> grid = PhaseGrid(np.array([0.0, np.pi / 2]), np.zeros(2), np.ones(2))
+        >>> np.round(grid.unit_delay(1)[2], 12)
+        array([1.+0.j, 0.-1.j])
+        """
+        value = self._unit_delays.get(stretch)
+        if value is None:
+            kw = stretch * self.w
+            cos_kw, sin_kw = np.cos(kw), np.sin(kw)
+            value = self._unit_delays.setdefault(stretch, (cos_kw, sin_kw, cos_kw - 1j * sin_kw))
+        return value
+
+    def error(self, layout):
+        r"""The phasor :math:`e^{j(\phi_c - \phi_t)}` of `layout`'s shift and polarity (computed once).
+
+        Parameters
+        ----------
+        layout : apfdsp.layout.Layout
+            Its ``delay_shift`` and ``polarity`` are used.
+
+        Returns
+        -------
+        phasor : ndarray of complex, shape (F,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from apfdsp.layout import Layout
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> grid = PhaseGrid(np.array([0.0, np.pi]), np.zeros(2), np.ones(2))
+        >>> np.round(grid.error(Layout(0, 0, "warped", 1, -1, 1, DEFAULT_RANGES, 48000.0)).real, 12)
+        array([-1.,  1.])
+        """
+        key = (layout.delay_shift, layout.polarity < 0)
+        value = self._errors.get(key)
+        if value is None:
+            value = self._errors.setdefault(key, np.exp(1j * (layout.const_phase(self.w) - self.target_phase)))
+        return value
+
+    def loss(self, layout, t, *, gradient=True):
+        """`cascade_phase_loss` of `layout` and `t` on this grid: loss, and dLoss/dt with `gradient`.
+
+        Parameters
+        ----------
+        layout : apfdsp.layout.Layout
+            The cascade's shape.
+        t : ndarray, shape (n_units, 3)
+            Normalised parameters.
+        gradient : bool
+            Also return the gradient.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray, shape of `t` (only with ``gradient=True``)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from apfdsp.layout import Layout
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> grid = PhaseGrid(np.linspace(0.01, 3.0, 64), np.zeros(64), np.ones(64))
+        >>> loss, grad = grid.loss(Layout(1, 0, "warped", 1, 1, None, DEFAULT_RANGES, 48000.0), np.zeros((1, 3)))
+        >>> bool(0 < loss < 2), grad.shape
+        (True, (1, 3))
+        """
+        return _loss(layout, np.asarray(t, dtype=float), self, self.error(layout), gradient)
+
+    def direct_objective(self, layout):
+        """`direct_loss_and_grad` of `layout` on this grid.
+
+        Parameters
+        ----------
+        layout : apfdsp.layout.Layout
+            The cascade's shape.
+
+        Returns
+        -------
+        objective : callable
+            ``f(u) -> (loss, dloss/du)`` with ``t = u / sqrt(1 + u^2)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from apfdsp.layout import Layout
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> grid = PhaseGrid(np.linspace(0.01, 3.0, 64), np.zeros(64), np.ones(64))
+        >>> objective = grid.direct_objective(Layout(1, 0, "warped", 1, 1, None, DEFAULT_RANGES, 48000.0))
+        >>> objective(np.zeros((1, 3)))[1].shape
+        (1, 3)
+        """
+        return _direct_objective(layout, self, self.error(layout))
+
+
+def _second_order(layout, t2, grid):
     """Phasors exp(j phase) (S, F) of the second-order sections, and a function of dLoss/dphase (F,)
     returning dLoss/dt (S, 3) for these sections (each section's phase counted once, sign +1)."""
     ranges, fs = layout.ranges, layout.fs
@@ -41,10 +188,7 @@ def _second_order(layout, t2, w):
     angle = 2.0 * np.pi * fc / fs
     d, c = (-2.0 * radius * np.cos(angle))[:, None], (radius * radius)[:, None]
     warped = layout.structure != "traditional"
-    stretch = layout.stretch if layout.structure == "stretched" else 1
-    kw = stretch * w
-    cos_kw, sin_kw = np.cos(kw), np.sin(kw)
-    e = cos_kw - 1j * sin_kw
+    cos_kw, sin_kw, e = grid.unit_delay(layout.stretch if layout.structure == "stretched" else 1)
     if warped:
         a = ranges.warp(t2[:, 2])[:, None]
         v = (a + e) / (1.0 + a * e)
@@ -67,7 +211,8 @@ def _second_order(layout, t2, w):
         grad[:, 0] = (g_d * -2.0 * np.cos(angle) + g_c * 2.0 * radius) * (0.5 * ranges.radius_limit(fs))
         grad[:, 1] = g_d * 2.0 * radius * np.sin(angle) * (2.0 * np.pi / fs) * fc * 0.5 * np.log(hi / lo)
         if warped:
-            dphi_dtheta = -2.0 + 2.0 * (d * ratio1 + 2.0 * c * ratio2).real
+            # Re(d r1 + 2c r2) with real d, c: the real parts alone (the same numbers, half the work)
+            dphi_dtheta = -2.0 + 2.0 * (d * ratio1.real + 2.0 * c * ratio2.real)
             dtheta_da = -2.0 * sin_kw / (1.0 + 2.0 * a * cos_kw + a * a)
             grad[:, 2] = ((dphi_dtheta * dtheta_da) @ dloss_dphase) * ranges.warp_max
         return grad
@@ -75,7 +220,7 @@ def _second_order(layout, t2, w):
     return phasor, gradient
 
 
-def _first_order_units(layout, t, w):
+def _first_order_units(layout, t, grid):
     """Phasors (S, F) of the first-order and delay units, and their gradient function (see above)."""
     n2, n1 = layout.n2, layout.n1
     coefs, dcoef = [], []
@@ -88,7 +233,7 @@ def _first_order_units(layout, t, w):
         dcoef.append(np.array([-1.0 / (1.0 + frac) ** 2]))  # d/dt of the Thiran coefficient
     if not coefs:
         return None, None
-    v = np.cos(w) - 1j * np.sin(w)
+    v = grid.unit_delay(1)[2]
     den = 1.0 + np.concatenate(coefs)[:, None] * v
     inv = 1.0 / den
     phasor = v * den.conj() * inv  # exp(j phi), phi = -w - 2 arg D
@@ -155,27 +300,31 @@ def cascade_phase_loss(layout, t, w, const, target_phase, weights, *, gradient=T
     True
     """
     t = np.asarray(t, dtype=float)
+    grid = PhaseGrid(w, target_phase, weights)
+    return _loss(layout, t, grid, np.exp(1j * (const - target_phase)), gradient)
+
+
+def _loss(layout, t, grid, error, gradient):
+    """`cascade_phase_loss` on a `PhaseGrid`, from the phasor `error` of the shift, polarity and target."""
     signs = layout.signs()
     n2 = layout.n2
-    error = np.exp(1j * (const - target_phase))
     parts = []
     if n2:
-        phasor2, grad2 = _second_order(layout, t[:n2], w)
+        phasor2, grad2 = _second_order(layout, t[:n2], grid)
         sign2 = np.ones(n2) if signs is None else signs[:n2]
         error = error * _total_phasor(phasor2, sign2)
         parts.append((slice(0, n2), grad2, sign2))
-    phasor1, grad1 = _first_order_units(layout, t, w)
+    phasor1, grad1 = _first_order_units(layout, t, grid)
     if phasor1 is not None:
         sign1 = np.ones(phasor1.shape[0])
         if signs is not None and layout.n1:
             sign1[: layout.n1] = signs[n2:]
         error = error * _total_phasor(phasor1, sign1)
         parts.append((slice(n2, n2 + phasor1.shape[0]), grad1, sign1))
-    weight_sum = np.sum(weights)
-    loss = max(float(np.dot(weights, 1.0 - error.real) / weight_sum), 0.0)
+    loss = max(float(np.dot(grid.weights, 1.0 - error.real) / grid.weight_sum), 0.0)
     if not gradient:
         return loss
-    dloss_dphase = weights * error.imag / weight_sum
+    dloss_dphase = grid.weights * error.imag / grid.weight_sum
     grad = np.zeros_like(t)
     for rows, part_gradient, sign in parts:
         grad[rows] = part_gradient(dloss_dphase) * sign[:, None]  # an anticausal section's phase is -phi
@@ -187,7 +336,7 @@ def direct_loss_and_grad(layout, w, const, target_phase, weights):
 
     The objective `apfdsp.optim.lbfgs` minimises when the fit uses direct parameters (`apfdsp.model.Direct`).
     The chain rule through the map adds the factor :math:`dt/du = (1 + u^2)^{-3/2}` (docs/maths.md,
-    section 5.2).
+    section 5.2). `PhaseGrid.direct_objective` is the same on a grid shared by many layouts.
 
     Parameters
     ----------
@@ -224,11 +373,14 @@ def direct_loss_and_grad(layout, w, const, target_phase, weights):
     >>> bool(np.isclose(grad[0, 0], numeric, rtol=1e-5))
     True
     """
+    return _direct_objective(layout, PhaseGrid(w, target_phase, weights), np.exp(1j * (const - target_phase)))
 
+
+def _direct_objective(layout, grid, error):
     def objective(params):
         params = np.asarray(params, dtype=float)
         t = params / np.sqrt(1.0 + params * params)
-        loss, grad_t = cascade_phase_loss(layout, t, w, const, target_phase, weights)
+        loss, grad_t = _loss(layout, t, grid, error, True)
         return loss, grad_t * (1.0 + params * params) ** -1.5
 
     return objective

@@ -15,6 +15,7 @@ in the package is docs/architecture.md, section 2.3.
 """
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import autograd.numpy as anp
 import numpy as np
@@ -163,7 +164,7 @@ class ParamRanges:
         """
         if self.r_max is not None:
             return float(self.r_max)
-        return radius_for_decay(self.max_decay_s, fs=fs)
+        return _cached(radius_for_decay, self.max_decay_s, fs)
 
     def coef_limit(self, fs):
         """Largest magnitude of a first-order coefficient at sample rate `fs` (`coef_max` if set).
@@ -185,7 +186,7 @@ class ParamRanges:
         """
         if self.coef_max is not None:
             return float(self.coef_max)
-        return radius_for_decay(self.max_decay_s, fs=fs)
+        return _cached(radius_for_decay, self.max_decay_s, fs)
 
     def fc_limits(self, fs):
         """Return ``(fc_min_hz, fc_max_hz)`` for sample rate `fs`, checking both lie below fs/2.
@@ -209,13 +210,7 @@ class ParamRanges:
         >>> ParamRanges().fc_limits(48000)
         (5.0, 23952.0)
         """
-        fs = valid_fs(fs)
-        fc_max = 0.499 * fs if self.fc_max_hz is None else float(self.fc_max_hz)
-        if not self.fc_min_hz < fc_max < fs / 2:
-            raise ParameterError(
-                f"pole frequency range [{self.fc_min_hz}, {fc_max}] Hz must lie below fs/2 = {fs / 2:g} Hz"
-            )
-        return self.fc_min_hz, fc_max
+        return _cached(_fc_limits, self, fs)
 
     def to_dict(self):
         """Return the ranges as a JSON-safe dict.
@@ -422,6 +417,31 @@ class ParamRanges:
         -0.5
         """
         return np.clip(np.asarray(coef) / self._coef_max(fs), -1 + 1e-9, 1 - 1e-9)
+
+
+def _fc_limits(ranges, fs):
+    fs = valid_fs(fs)
+    fc_max = 0.499 * fs if ranges.fc_max_hz is None else float(ranges.fc_max_hz)
+    if not ranges.fc_min_hz < fc_max < fs / 2:
+        raise ParameterError(
+            f"pole frequency range [{ranges.fc_min_hz}, {fc_max}] Hz must lie below fs/2 = {fs / 2:g} Hz"
+        )
+    return ranges.fc_min_hz, fc_max
+
+
+@lru_cache(maxsize=256, typed=True)
+def _cached_call(function, first, fs):
+    return function(first, fs=fs)
+
+
+def _cached(function, first, fs):
+    """``function(first, fs=fs)``, remembered: the fits ask for the same limits thousands of times.
+
+    Bad values are not remembered (the call raises each time); an unhashable `fs` is not cached."""
+    try:
+        return _cached_call(function, first, fs)
+    except TypeError:
+        return function(first, fs=fs)
 
 
 DEFAULT_RANGES = ParamRanges()

@@ -3,7 +3,8 @@
 Run with ``python -m pytest benchmarks/bench_core.py --benchmark-enable -q``. Every case is built
 by a seeded setup outside the timed call (fs = 48 kHz, log-spaced bins 20 Hz - 20 kHz, a random
 8-section target); only the operation is timed, and a property of its result is checked afterwards.
-The loss is the one `fit_phase` optimises, built as in ``apfdsp/fit.py``: ``_Problem.loss_fn(_Layout(...))``.
+The loss is the one `fit_phase` optimises with an autograd-traced parameterisation: `apfdsp.losses.phase_loss` of
+`apfdsp.layout.Layout.phase` of the parameterisation's output.
 """
 
 import numpy as np
@@ -12,7 +13,7 @@ from autograd import value_and_grad
 from autograd.misc.flatten import flatten
 
 from apfdsp import Allpass2, AllpassCascade, fit_phase
-from apfdsp.fit import _Layout, _Problem
+from apfdsp.layout import Layout
 from apfdsp.losses import phase_loss
 from apfdsp.model import Direct, SinusoidalMLP
 from apfdsp.optim import adam_init, adam_step
@@ -37,11 +38,14 @@ def make_case(n_sections, n_bins, parameterization, *, structure="warped"):
     freqs = np.geomspace(20.0, 20000.0, n_bins)
     w = 2 * np.pi * freqs / FS
     target = random_target(rng).phase(freqs)
-    layout = _Layout(n_sections, 0, structure, 1, 1, None, DEFAULT_RANGES, FS)
-    problem = _Problem(w, target, np.ones(n_bins), parameterization, "adam", 1, 0.02)
+    layout = Layout(n_sections, 0, structure, 1, 1, None, DEFAULT_RANGES, FS)
+    const, weights = layout.const_phase(w), np.ones(n_bins)
     params = parameterization.init(rng.uniform(-0.9, 0.9, (n_sections, 3)), rng=rng)
     flat, unflatten = flatten(params)
-    loss = problem.loss_fn(layout)
+
+    def loss(params):
+        return phase_loss(layout.phase(parameterization.forward(params), w, const), target, weights)
+
     return value_and_grad(loss), value_and_grad(lambda p: loss(unflatten(p))), params, flat
 
 

@@ -23,9 +23,9 @@ import pytest
 from scipy import signal
 
 from apfdsp.estimate import estimate
-from apfdsp.fit import _Layout
 from apfdsp.designs import time_equation_error_starts
 from apfdsp.fit_audio import _Filter
+from apfdsp.layout import Layout
 from apfdsp.losses import sum_magnitude_stft_loss
 from apfdsp.model import Direct
 from apfdsp.ranges import DEFAULT_RANGES
@@ -38,7 +38,7 @@ N_FFT, HOP = 2048, 512
 @pytest.fixture(scope="module")
 def case():
     rng = np.random.default_rng(440)
-    layout = _Layout(N_SECTIONS, 0, "warped", 1, 1, 0, DEFAULT_RANGES, float(FS))
+    layout = Layout(N_SECTIONS, 0, "warped", 1, 1, 0, DEFAULT_RANGES, float(FS))
     sections = [(r, fc, a) for r, fc, a in zip(rng.uniform(0.5, 0.95, N_SECTIONS),
                                                  np.geomspace(50, 15000, N_SECTIONS), rng.uniform(-0.5, 0.5, N_SECTIONS))]
     t = layout.t_from(sections, [], 1.3)

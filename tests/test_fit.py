@@ -296,3 +296,124 @@ def test_anticausal_mode_also_scores_the_causal_designs():
     causal = fit_phase(f, old.phase(f), **kwargs)
     mixed = fit_phase(f, old.phase(f), anticausal=True, **kwargs)
     assert mixed.loss <= causal.loss * 1.01
+
+
+# -- the parts of fit_phase, each alone ---------------------------------------------------------------
+
+from apfdsp.fit import (_Problem, _best_polarity, _delay_candidates, _delay_start, _equation_error_starts,  # noqa: E402
+                        _group_delay_start, _random_starts)
+from apfdsp.layout import Layout  # noqa: E402
+from apfdsp.model import Direct  # noqa: E402
+from apfdsp.ranges import DEFAULT_RANGES  # noqa: E402
+
+
+def _problem(target_phase, weights=None):
+    weights = np.ones_like(F) if weights is None else weights
+    return _Problem(W, target_phase, weights, Direct(), "lbfgs", 0.02)
+
+
+def _assert_stable(starts):
+    for _, layout, t in starts:
+        assert np.all(np.abs(t) < 1)
+        poles = AllpassCascade(layout.cells(t), fs=FS).poles()
+        assert np.all(np.abs(poles) < 1)
+
+
+@pytest.mark.parametrize(("structure", "exact"), [("warped", 1e-10), ("traditional", 1e-6)])
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_equation_error_starts_exact_target(structure, exact, index):
+    """On an exact allpass target the best equation-error start is exact before any polish (on the plain
+    axis alone, poles near DC on a log grid leave the design ill-conditioned: exact to ~1e-7 there)."""
+    truth = _targets(seed=11)[index]
+    problem = _problem(truth.phase(F))
+    base = Layout(0, 0, structure, 1, 1, None, DEFAULT_RANGES, FS)
+    candidates, tau_shift = _delay_candidates(W, problem.target_phase, problem.weights, delay=None, min_delay=None,
+                                              delay_search=2, n_sections=8)
+    starts = _equation_error_starts(problem, base, candidates, tau_shift=tau_shift, polarities=(1, -1),
+                                    anticausal=False, n_keep=3)
+    assert len(starts) == 3 and all(kind == "equation-error" for kind, _, _ in starts)
+    losses = [problem.value(layout, t) for _, layout, t in starts]
+    assert losses[0] < exact
+    assert np.max(wrapped_error(AllpassCascade(starts[0][1].cells(starts[0][2]), fs=FS).phase(F),
+                                truth.phase(F))) < 100 * np.sqrt(exact)
+    _assert_stable(starts)
+    again = _equation_error_starts(problem, base, candidates, tau_shift=tau_shift, polarities=(1, -1),
+                                   anticausal=False, n_keep=3)
+    assert all(a[1] == b[1] and np.array_equal(a[2], b[2]) for a, b in zip(starts, again))
+
+
+def test_equation_error_starts_with_a_delay_and_anticausal_sections(rng):
+    """A delayed mixed causal/anticausal target: the starts (delay candidates, anticausal variants) reach it."""
+    truth = AllpassCascade([Allpass2(0.8, 900.0, anticausal=True), Allpass1(0.4), Delay(6.0)], fs=FS)
+    problem = _problem(truth.phase(F))
+    delay_shift, _ = _delay_start(6.3, None)
+    base = Layout(0, 0, "warped", 1, 1, delay_shift, DEFAULT_RANGES, FS)
+    candidates, tau_shift = _delay_candidates(W, problem.target_phase, problem.weights, delay=6.3, min_delay=None,
+                                              delay_search=2, n_sections=3)
+    starts = _equation_error_starts(problem, base, candidates, tau_shift=tau_shift, polarities=(1, -1),
+                                    anticausal=True, n_keep=4)
+    assert problem.value(starts[0][1], starts[0][2]) < 1e-8
+    assert any(starts[0][1].anticausal)
+    _assert_stable(starts)
+
+
+def test_delay_candidates_respect_the_bounds():
+    phase = -20.5 * W  # a pure delay of 20.5 samples
+    ones = np.ones_like(W)
+    candidates, tau_shift = _delay_candidates(W, phase, ones, delay=20.4, min_delay=15, delay_search=2, n_sections=2)
+    assert sorted(candidates) == [1, 2, 3, 4, 5]
+    assert tau_shift == 19
+    for order, options in candidates.items():
+        assert options[0] == (19, pytest.approx(1.4))  # the estimate first
+        assert all(shift >= 15 for shift, _ in options)
+    no_delay, no_tau = _delay_candidates(W, phase, ones, delay=None, min_delay=None, delay_search=2, n_sections=1)
+    assert no_delay == {1: [(None, 0.0)], 2: [(None, 0.0)], 3: [(None, 0.0)]} and no_tau is None
+    assert _delay_start(3.2, 5) == (5, 1.0)  # an estimate below the bound starts at the bound
+    assert _delay_start(None, 5) == (None, None)
+
+
+def test_group_delay_and_random_starts_alone():
+    truth = AllpassCascade([Allpass2(0.97, 400.0), Allpass2(0.9, 6000.0)], fs=FS)
+    problem = _problem(truth.phase(F))
+    base = Layout(0, 0, "warped", 1, 1, 2, DEFAULT_RANGES, FS)
+    (kind, layout, t), = _group_delay_start(problem, base, 4, 1.2)
+    assert kind == "group-delay" and layout.n2 == 2
+    assert t[-1, 0] == pytest.approx(0.4)  # the fractional start
+    _assert_stable([(kind, layout, t)])
+    assert _group_delay_start(_problem(-3.0 * W), base, 4, None) == []
+    starts = _random_starts(np.random.default_rng(5), base, F, np.ones_like(F), 3, None, 4)
+    again = _random_starts(np.random.default_rng(5), base, F, np.ones_like(F), 3, None, 4)
+    assert len(starts) == 4 and all(kind == "random" and layout.n2 == 3 for kind, layout, _ in starts)
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(starts, again))
+    _assert_stable(starts)
+
+
+def test_best_polarity_picks_the_better_sign():
+    truth = AllpassCascade([Allpass2(0.9, 1000.0), Polarity(-1)], fs=FS)
+    problem = _problem(truth.phase(F))
+    base = Layout(1, 0, "warped", 1, 1, None, DEFAULT_RANGES, FS)
+    t = base.t_from([(0.9, 1000.0, 0.0)], [])
+    (_, layout, _), = _best_polarity(problem, [("random", base, t)], (1, -1))
+    assert layout.polarity == -1
+    (_, layout, _), = _best_polarity(problem, [("random", base, t)], (1,))
+    assert layout.polarity == 1
+    (_, layout, _), = _best_polarity(problem, [("equation-error", base, t)], (1, -1))
+    assert layout.polarity == 1  # equation-error starts keep the polarity they were designed with
+
+
+def test_polishes_on_two_threads_give_the_results_of_one(monkeypatch):
+    """Stage 1 and the finalists run on two threads with direct parameters: bit for bit the fit of one thread."""
+    import apfdsp.fit as fit_module
+
+    truth = _targets(seed=21)[0]
+    rng = np.random.default_rng(4)
+    target = truth.phase(F) + rng.normal(0, 0.05, F.size)  # noisy: every start is polished, two finalists
+    options = dict(fs=FS, n_sections=4, max_iter=40, seed=3)
+    monkeypatch.setattr(fit_module, "_POLISH_THREADS", 2)
+    two = fit_phase(F, target, **options)
+    monkeypatch.setattr(fit_module, "_POLISH_THREADS", 1)
+    one = fit_phase(F, target, **options)
+    assert len(two.starts) > 3
+    assert two.cascade.to_dict() == one.cascade.to_dict() and two.loss == one.loss
+    assert [s["loss"] for s in two.starts] == [s["loss"] for s in one.starts]
+    assert np.array_equal(two.loss_history, one.loss_history)

@@ -43,12 +43,6 @@ LAYERS = [
 #: Violations left while other branches change the modules involved; the lead empties this list when
 #: merging them. Entries: (file, imported apfdsp module) or (file, "module.private_name").
 ALLOWED = {
-    ("apfdsp/fit_audio.py", "fit._Layout"),  # engine: `Layout` moves to layout.py
-    ("apfdsp/designs.py", "fit._Layout"),  # engine: designs then imports layout.Layout ...
-    ("apfdsp/designs.py", "fit"),  # ... and no longer the higher fit
-    ("benchmarks/bench_core.py", "fit._Layout"),  # engine
-    ("benchmarks/bench_core.py", "fit._Problem"),  # engine
-    ("benchmarks/bench_fit_audio.py", "fit._Layout"),  # engine
     ("benchmarks/bench_fit_audio.py", "fit_audio._Filter"),  # timedesign (fit_audio's restructuring)
 }
 

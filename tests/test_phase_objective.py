@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from autograd import value_and_grad
 
-from apfdsp.fit import _Layout
+from apfdsp.layout import Layout as _Layout
 from apfdsp.losses import phase_loss
 from apfdsp.model import Direct
-from apfdsp.phase_objective import cascade_phase_loss, direct_loss_and_grad
+from apfdsp.phase_objective import PhaseGrid, cascade_phase_loss, direct_loss_and_grad
 from apfdsp.ranges import DEFAULT_RANGES
 
 FS = 48000.0
@@ -72,3 +72,28 @@ def test_loss_is_zero_on_the_cascade_own_phase():
     value, grad = cascade_phase_loss(layout, t, W, layout.const_phase(W), cascade_phase + 2 * np.pi, weights)
     assert value < 1e-14
     assert np.max(np.abs(grad)) < 1e-12
+
+
+def test_phase_grid_is_bit_identical_to_cascade_phase_loss(rng):
+    """PhaseGrid.loss (phasors computed once per grid) gives exactly the values of cascade_phase_loss."""
+    target = rng.uniform(-np.pi, np.pi, W.size)
+    weights = rng.uniform(0.0, 1.0, W.size)
+    grid = PhaseGrid(W, target, weights)
+    for structure, stretch in [("warped", 1), ("traditional", 1), ("stretched", 3)]:
+        for _ in range(8):
+            n2, n1 = int(rng.integers(0, 5)), int(rng.integers(0, 3))
+            flags = tuple(bool(f) for f in rng.random(n2 + n1) < 0.3) if rng.random() < 0.5 else ()
+            layout = _Layout(n2, n1, structure, stretch, int(rng.choice([1, -1])),
+                             None if rng.random() < 0.3 else int(rng.integers(-2, 6)), DEFAULT_RANGES, FS, flags)
+            t = rng.uniform(-0.95, 0.95, (layout.n_units, 3))
+            const = layout.const_phase(W)
+            assert grid.loss(layout, t, gradient=False) == cascade_phase_loss(layout, t, W, const, target, weights,
+                                                                               gradient=False)
+            value, grad = grid.loss(layout, t)
+            value_ref, grad_ref = cascade_phase_loss(layout, t, W, const, target, weights)
+            assert value == value_ref and np.array_equal(grad, grad_ref)
+            if layout.n_units:
+                params = rng.normal(size=t.shape)
+                ours = grid.direct_objective(layout)(params)
+                reference = direct_loss_and_grad(layout, W, const, target, weights)(params)
+                assert ours[0] == reference[0] and np.array_equal(ours[1], reference[1])
