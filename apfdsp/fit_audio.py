@@ -75,15 +75,18 @@ SECTION_RUNGS = (3, 8, 16, 32)
 BASE_SECTIONS = 8
 #: Largest number of second-order sections the automatic order uses.
 MAX_SECTIONS = SECTION_RUNGS[-1]
-#: A rung of more sections is kept when it deepens the null on the audio by at least this many dB.
+#: A rung of more sections is kept when it deepens the null on the audio by at least this many dB, and
+#: `more_sections` climbs to the next rung only while each rung deepens the previous one's null by this much.
 ORDER_MARGIN_DB = 1.0
-#: `more_sections` tries a high-order design only when an equation-error probe of the highest rung's order
-#: beats the first fit's phase loss on the estimate by this many dB (a cheap probe before a costly design).
+#: `more_sections` tries a time-domain design only when a probe says it can beat the first fit by this
+#: many dB: an equation-error probe of the highest rung's order against the first fit's phase loss on the
+#: estimate, or (flat magnitude) the time-domain allpass probe against the first fit's null on the audio
+#: (docs/maths.md, section 9.7).
 PROBE_MARGIN_DB = 10.0
-#: A measured magnitude response flatter than this (weighted RMS spread, dB) marks an allpass effect.
+#: A measured magnitude response flatter than this (weighted RMS spread, dB) may be an allpass effect.
 FLAT_DB = 0.5
-#: ... and a weighted mean coherence above this.
-FLAT_COHERENCE = 0.9995
+#: Sample times per channel of the time-domain allpass probe (docs/maths.md, section 9.7).
+_PROBE_ROWS = 2**14
 _TINY = np.finfo(float).tiny
 
 
@@ -505,17 +508,50 @@ def _phase_fit_start(est, *, fs, n_sections, structure, stretch, ranges, seed, o
 # -- the automatic order of apfdsp.align ------------------------------------------------------------
 
 
-def _flat_magnitude(H, coherence, weights):
-    """Whether the wet looks like an allpass of the dry (up to a gain), where the time-domain design is
-    exact: the weighted spread of 20 log10 |H| about its weighted mean is below `FLAT_DB` and the
-    weighted mean coherence above `FLAT_COHERENCE` (a compressor's gain is flat too, but not linear)."""
+def _flat_magnitude(H, weights):
+    """Whether the measured level is flat enough for an allpass effect: the weighted RMS spread of
+    20 log10 |H| about its weighted mean is below `FLAT_DB` (a cheap filter before the allpass probe)."""
     level = 20 * np.log10(np.maximum(np.abs(H), _TINY))
     total = np.sum(weights)
     mean = np.sum(weights * level) / total
-    spread = np.sqrt(np.sum(weights * (level - mean) ** 2) / total)
-    return bool(spread < FLAT_DB and np.sum(weights * coherence) / total > FLAT_COHERENCE)
+    return bool(np.sqrt(np.sum(weights * (level - mean) ** 2) / total) < FLAT_DB)
 
 
+def _allpass_probe_db(dry, wet, est, rungs):
+    """Per rung of `rungs`, the relative time-domain equation error (dB) of the best allpass of that rung's
+    order (``2 n + 2`` for n sections) on the samples (docs/maths.md, section 9.7)."""
+    _, _, dry, wet = _check_pair(dry, wet)
+    orders = [2 * n + 2 for n in rungs]
+    top = orders[-1]
+    d_lo = est.integer_delay - top - 2
+    if est.integer_delay >= 0:
+        d_lo = max(d_lo, 0)
+    delays = np.arange(d_lo, max(est.integer_delay + 2, d_lo) + 1)
+    x_lags = (int(delays[0]), int(delays[-1]) + top)
+    gram = _LaggedPair(dry, wet, max_rows=_PROBE_ROWS).gram(top, x_lags)
+    if gram is None:
+        return np.zeros(len(orders))
+    with np.errstate(over="ignore", invalid="ignore"):
+        residuals = [np.nanmin(_solve_equation_error(gram, y_order=top, x_lo=x_lags[0], order=order, delays=delays,
+                                                     polarity=est.polarity)[1], initial=1.0)
+                     for order in orders]
+    return 10 * np.log10(np.maximum(residuals, 1e-20))
+
+
+def _flat_rungs(dry, wet, est, first_null):
+    """The rungs of the time-domain ladder for a flat-magnitude pair: none unless the allpass probe beats
+    the first fit's null `first_null` by `PROBE_MARGIN_DB`; else up to the lowest rung whose probe is
+    within `PROBE_MARGIN_DB` of the deepest (docs/maths.md, section 9.7)."""
+    rungs = SECTION_RUNGS[:-1]
+    probe = _allpass_probe_db(dry, wet, est, rungs)
+    deepest = float(np.min(probe))
+    if not deepest <= first_null - PROBE_MARGIN_DB:
+        return ()
+    cap = int(np.flatnonzero(probe <= deepest + PROBE_MARGIN_DB)[0])
+    return rungs[: cap + 1]
+
+
+@single_threaded_blas
 def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     """The automatic order of `apfdsp.align`: `allpass`, or a time-domain design with more sections where
     that pays.
@@ -545,11 +581,25 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     Where a probe (`apfdsp.fit.equation_error_phase_loss` of the order of `SECTION_RUNGS[-1]` sections,
     on the Welch grid) beats the phase loss of `allpass` by `PROBE_MARGIN_DB`, the time-domain
     equation-error design of `apfdsp.fit_audio` with orders up to that of `MAX_SECTIONS` sections is
-    made (no training); where the measured magnitude is flat (`_flat_magnitude`: the effect is an
-    allpass, on which the time-domain design is exact while the Welch estimate limits the
-    frequency-domain fit), the same design with the first rung's sections (`SECTION_RUNGS[0]`), then,
-    if that paid, with `BASE_SECTIONS`. A design is kept if its null on the audio is deeper than
-    the best so far by `ORDER_MARGIN_DB`; an exact one (null below -100 dB) ends the search.
+    made (no training). Where the measured magnitude is flat (`FLAT_DB`) and the time-domain allpass
+    probe (docs/maths.md, section 9.7: the equation error of the best allpass on the samples, free of the
+    Welch estimate's bias that limits the frequency-domain fit) beats the null of `allpass` on the audio
+    by `PROBE_MARGIN_DB`, the same design is made with the rungs of `SECTION_RUNGS`, from the first up to
+    the one the probe says suffices, climbing while each rung deepens the previous rung's null by
+    `ORDER_MARGIN_DB`. A design is kept if its null on the audio is deeper than the best so far by
+    `ORDER_MARGIN_DB`; an exact one (null below -100 dB) ends the search.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> from apfdsp.align import align
+    >>> fs = 48000
+    >>> dry = np.random.default_rng(0).standard_normal(fs)
+    >>> wet = signal.lfilter([0.6] + [0.0] * 22 + [1.0], [1.0] + [0.0] * 22 + [0.6], dry)  # allpass comb
+    >>> result = align(dry, wet, fs=fs)  # calls more_sections
+    >>> bool(result.after["null_db"] < -60)
+    True
     """
     keep = est.weights > 0
     freqs, H, weights = est.freqs[keep], est.H[keep], est.weights[keep]
@@ -558,22 +608,26 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     order = 2 * SECTION_RUNGS[-1] + 1
     probe = equation_error_phase_loss(freqs, H, fs=fs, weights=weights, order=order,
                                       shifts=(0, -(order // 4), -(order // 2), -(3 * order // 4), -order))
+    rungs, first_null = (), None
     if probe < current * 10 ** (-PROBE_MARGIN_DB / 10):
-        orders = [MAX_SECTIONS]
-    elif _flat_magnitude(H, est.coherence[keep], weights):
-        orders = [SECTION_RUNGS[0], BASE_SECTIONS]  # the first rung, and 8 sections only where that pays
-    else:
+        rungs = (MAX_SECTIONS,)
+    elif _flat_magnitude(H, weights):
+        first_null = null_depth_db(allpass.apply(dry), wet, fs=fs)
+        rungs = _flat_rungs(dry, wet, est, first_null)
+    if not rungs:
         return allpass
-    best, best_null = allpass, null_depth_db(allpass.apply(dry), wet, fs=fs)
-    for n_sections in orders:
+    best = allpass
+    best_null = null_depth_db(allpass.apply(dry), wet, fs=fs) if first_null is None else first_null
+    previous = 0.0  # the null of the previous rung's design
+    for n_sections in rungs:
         design = fit_audio(dry, wet, fs=fs, n_sections=n_sections, n_iter=0, init="equation-error",
                            anticausal=not causal, seed=seed).cascade
         null = null_depth_db(design.apply(dry), wet, fs=fs)
-        if not null <= best_null - ORDER_MARGIN_DB:
+        if null <= best_null - ORDER_MARGIN_DB:
+            best, best_null = design, null
+        if null <= _EXACT_NULL_DB or not null <= previous - ORDER_MARGIN_DB:
             break
-        best, best_null = design, null
-        if null <= _EXACT_NULL_DB:
-            break
+        previous = null
     return best
 
 
