@@ -486,11 +486,12 @@ def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_dela
         equation-error design of `apfdsp.fit_audio` with up to 32 sections
         (`apfdsp.fit_audio.MAX_SECTIONS`) is made too, and its model is kept if it beats the first
         fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). Where the
-        measured magnitude is flat (within 0.5 dB RMS, coherence above 0.9995: an allpass
-        effect), that design is made with 3 sections and, where that beats the first fit by 1 dB,
-        with 8. High-order allpass effects
+        measured magnitude is flat (within 0.5 dB RMS) and a time-domain allpass probe on the samples
+        beats the first fit's null by 10 dB (an allpass effect; docs/maths.md, section 9.7), that
+        design is made with 3 sections, then 8 and 16 while each deepens the previous one's null by
+        1 dB, up to the order the probe says suffices. High-order allpass effects
         (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only
-        for the probe.
+        for the probes.
     structure : {"warped", "traditional", "stretched"}
         Second-order section type (see `apfdsp.fit_phase`).
     seed : int

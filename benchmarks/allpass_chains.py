@@ -6,15 +6,20 @@ Cases (built with scipy.signal, not with apfdsp's own filters):
 
 * allpass combs :math:`(g + z^{-M})/(1 + g z^{-M})`, g = 0.6, M = 10, 23, 40 samples (orders up to 40);
 * the sum of a Linkwitz-Riley 4th-order crossover (two squared Butterworth pairs) at 1 kHz, and at 120 Hz;
-* a chain of 12 first-order allpasses with break frequencies log-spaced over 40 Hz - 16 kHz;
+* a chain of 12 first-order allpasses with break frequencies log-spaced over 40 Hz - 16 kHz, run as
+  its 12 sections (``scipy.signal.sosfilt``), and the same chain run as one filter of order 12
+  (``scipy.signal.lfilter`` of the expanded polynomials, "expanded"): in floating point the expanded
+  polynomials are no longer an allpass (poles crowded near z = 1; its magnitude is off by up to 1 %
+  near DC), so its perfect-phase floor is about -61 dB on noise;
 
 all at 48 kHz on 5 s of white noise and on 5 s of the demo's music-like track; and the Surveyor
 model (``apfdsp.pretrained.load("surveyor-192k")``) at 192 kHz on a 2 s log sweep 20 Hz - 20 kHz plus
 white noise (the paper's kind of training data).
 
 Columns: the null depth (`apfdsp.metrics.null_depth_db`, phase only: level-equalised per STFT bin) after
-delay + polarity and after alignment; the perfect-phase floor (the dry through the effect's exact
-response, which for an allpass is the wet itself up to numerical noise); the broadband null
+delay + polarity and after alignment; the perfect-phase floor (docs/maths.md, section 10.3: the dry
+through the exact phase of the effect's impulse response, an FFT filter with unit magnitude, against
+the wet; -200 dB for an exact allpass); the broadband null
 (:math:`10\\log_{10} \\min_g \\|y - g x\\|^2 / \\|y\\|^2`, one gain for the whole signal); the number of
 sections used; the wrapped RMS phase error of the model against the true response on 512 log-spaced
 bins 20 Hz - 20 kHz; and the seconds. Every call uses the defaults.
@@ -54,26 +59,55 @@ def lr4_sum(fc, fs=FS):
     return num, den
 
 
+def first_order_sections(n=12, lo=40.0, hi=16000.0, fs=FS):
+    """SOS of a chain of `n` first-order allpasses with break frequencies log-spaced in [lo, hi] Hz."""
+    t = np.tan(np.pi * np.geomspace(lo, hi, n) / fs)
+    c = (t - 1.0) / (t + 1.0)
+    return np.column_stack([c, np.ones(n), np.zeros(n), np.ones(n), c, np.zeros(n)])
+
+
 def first_order_chain(n=12, lo=40.0, hi=16000.0, fs=FS):
-    """(b, a) of a chain of `n` first-order allpasses with break frequencies log-spaced in [lo, hi] Hz."""
+    """(b, a) of the chain of `first_order_sections`, as expanded polynomials."""
     b, a = np.ones(1), np.ones(1)
-    for fc in np.geomspace(lo, hi, n):
-        t = np.tan(np.pi * fc / fs)
-        c = (t - 1.0) / (t + 1.0)
+    for c in first_order_sections(n, lo, hi, fs)[:, 0]:
         b, a = np.polymul(b, [c, 1.0]), np.polymul(a, [1.0, c])
     return b, a
 
 
 def effects():
-    """Name -> (b, a) of each allpass effect at 48 kHz."""
+    """Name -> (b, a) or SOS array of each allpass effect at 48 kHz."""
     return {
         "allpass comb M=10": allpass_comb(10),
         "allpass comb M=23": allpass_comb(23),
         "allpass comb M=40": allpass_comb(40),
         "LR4 crossover sum 1 kHz": lr4_sum(1000.0),
         "LR4 crossover sum 120 Hz": lr4_sum(120.0),
-        "12 first-order allpasses": first_order_chain(),
+        "12 first-order allpasses": first_order_sections(),
+        "12 first-order allpasses, expanded": first_order_chain(),
     }
+
+
+def run_effect(effect, x):
+    """`x` through the effect (SOS array: `scipy.signal.sosfilt`; (b, a): `scipy.signal.lfilter`)."""
+    return signal.sosfilt(effect, x) if isinstance(effect, np.ndarray) else signal.lfilter(*effect, x)
+
+
+def effect_response(effect, freqs, fs=FS):
+    """Complex response of the effect at `freqs` (Hz)."""
+    if isinstance(effect, np.ndarray):
+        return signal.sosfreqz(effect, worN=freqs, fs=fs)[1]
+    return signal.freqz(*effect, worN=freqs, fs=fs)[1]
+
+
+def perfect_phase_floor(effect, dry, fs=FS):
+    """Null depth of the dry through the exact phase of the impulse response of `effect` (a function of a
+    signal; one second of zero padding, magnitude set to 1) against the wet (docs/maths.md, section 10.3)."""
+    padded = np.r_[dry, np.zeros(int(fs))]
+    impulse = np.zeros(padded.size)
+    impulse[0] = 1.0
+    phase = np.angle(np.fft.rfft(effect(impulse)))
+    perfect = np.fft.irfft(np.fft.rfft(padded) * np.exp(1j * phase), padded.size)[: dry.size]
+    return null_depth_db(perfect, effect(padded)[: dry.size], fs=fs)
 
 
 def broadband_null_db(x, y):
@@ -82,10 +116,9 @@ def broadband_null_db(x, y):
     return float(10 * np.log10(max(np.sum((y - gain * x) ** 2) / np.sum(y**2), 1e-20)))
 
 
-def true_phase_error(cascade, b, a, fs):
-    """Wrapped RMS phase error (rad) of `cascade` against the filter (b, a) on 512 log-spaced bins."""
-    _, h = signal.freqz(b, a, worN=F_CHECK, fs=fs)
-    return wrapped_phase_error(cascade.phase(F_CHECK), np.angle(h))
+def true_phase_error(cascade, effect, fs):
+    """Wrapped RMS phase error (rad) of `cascade` against the effect on 512 log-spaced bins."""
+    return wrapped_phase_error(cascade.phase(F_CHECK), np.angle(effect_response(effect, F_CHECK, fs)))
 
 
 def chain_rows(duration_s=5.0, seed=0):
@@ -93,19 +126,19 @@ def chain_rows(duration_s=5.0, seed=0):
     n = int(duration_s * FS)
     dries = {"white noise": rng.standard_normal(n), "music": demo_dry(fs=FS, duration_s=duration_s, seed=seed)}
     rows = []
-    for name, (b, a) in effects().items():
+    for name, effect in effects().items():
         for signal_name, dry in dries.items():
-            wet = signal.lfilter(b, a, dry)
+            wet = run_effect(effect, dry)
             start = time.perf_counter()
             result = align(dry, wet, fs=FS)
             seconds = time.perf_counter() - start
             rows.append({
                 "effect": name, "signal": signal_name, "route": "align",
                 "delay_polarity_db": result.delay_polarity["null_db"], "null_db": result.after["null_db"],
-                "floor_db": null_depth_db(wet, wet, fs=FS),
+                "floor_db": perfect_phase_floor(lambda x: run_effect(effect, x), dry),
                 "broadband_db": broadband_null_db(result.aligned, wet),
                 "n_sections": int(result.summary()["n_sections"]), "method": result.method,
-                "phase_error_rad": true_phase_error(result.cascade, b, a, FS), "seconds": seconds,
+                "phase_error_rad": true_phase_error(result.cascade, effect, FS), "seconds": seconds,
             })
     return rows
 
@@ -132,7 +165,7 @@ def surveyor_rows(duration_s=2.0, seed=0):
         rows.append({
             "effect": "Surveyor, 192 kHz", "signal": "log sweep + noise", "route": route,
             "delay_polarity_db": result.delay_polarity["null_db"] if route == "align" else None,
-            "null_db": null_depth_db(aligned, wet, fs=fs), "floor_db": null_depth_db(wet, wet, fs=fs),
+            "null_db": null_depth_db(aligned, wet, fs=fs), "floor_db": perfect_phase_floor(truth, dry, fs),
             "broadband_db": broadband_null_db(aligned, wet),
             "n_sections": int(sum(1 for c in result.cascade if hasattr(c, "anticausal"))), "method": result.method,
             "phase_error_rad": wrapped_phase_error(result.cascade.phase(F_CHECK), truth.phase(F_CHECK)),
