@@ -37,7 +37,7 @@ __all__ = ["FREQUENCY_DESIGN", "FrequencyDesign", "equation_error_allpass", "equ
            "equation_error_phase_loss", "denominator_roots", "sections_from_poles", "low_group_delay",
            "group_delay_peaks",
            "TIME_DESIGN", "TimeDesignConstants", "time_equation_error_starts", "time_equation_error_ladder",
-           "null_on_audio", "warped_radius_bound"]
+           "null_on_audio", "warped_radius_bound", "time_allpass_probe_db"]
 
 
 # -- frequency-domain designs (docs/maths.md section 8) -----------------------------------------------
@@ -1144,6 +1144,75 @@ def time_equation_error_ladder(dry, wet, est, *, n_sections, n_first_order, anti
             break
         starts, best, kept = more + starts, found, n
     return starts, kept
+
+
+def time_allpass_probe_db(dry, wet, est, orders, *, max_rows=2**14):
+    r"""How well an allpass of each order explains the wet from the dry, in dB (the probe of
+    `apfdsp.fit_audio.more_sections`, docs/maths.md section 9.7).
+
+    Parameters
+    ----------
+    dry, wet : ndarray, shape (channels, n) and (channels, m)
+        The pair, with the same number of channels.
+    est : apfdsp.estimate.Estimate
+        The pair's estimate (its integer delay and polarity).
+    orders : sequence of int
+        Allpass orders N.
+    max_rows : int
+        Sample times per channel in the least-squares problems.
+
+    Returns
+    -------
+    ndarray, shape (len(orders),)
+        Per order, :math:`10 \log_{10} \min_D (1 - \rho^2)`, :math:`\rho` the correlation of the two sides
+        :math:`A(z)\,y` and :math:`z^{-D-N} A(z^{-1})\,x` of the equation-error design of section 9.1
+        (gain alternations, no instruments) for each bulk delay D of section 9.3; in [-200, 0] dB,
+        0 dB where the audio is too short for the lags.
+
+    Notes
+    -----
+    Near the numerical floor when the wet is an allpass of at most that order of the dry; a magnitude
+    response, a time-varying gain, distortion or noise leave an error at their own level. The score is
+    the mismatch of the two filtered sides relative to their size, not the equation error relative to
+    the signals: a predictable wet (a sweep, steady tones) lets A(z) nearly cancel both sides, which makes
+    the equation error small whatever the dry is, but not the sides' mismatch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> from apfdsp.estimate import estimate
+    >>> fs = 16000
+    >>> dry = np.random.default_rng(0).standard_normal((1, fs // 2))
+    >>> wet = signal.lfilter([0.5, -0.3, 1.0], [1.0, -0.3, 0.5], dry)  # a second-order allpass
+    >>> probe = time_allpass_probe_db(dry, wet, estimate(dry, wet, fs=fs), (1, 2, 4))
+    >>> bool(probe[0] > -40), bool(probe[1] < -100), bool(probe[2] < -100)
+    (True, True, True)
+    """
+    orders = [int(order) for order in orders]
+    top = max(orders)
+    delays = _bulk_delays(est.integer_delay, top)
+    x_lags = (int(delays[0]), int(delays[-1]) + top)
+    gram = _LaggedPair(dry, wet, max_rows=max_rows).gram(top, x_lags)
+    if gram is None:
+        return np.zeros(len(orders))
+    rows = np.arange(len(delays))[:, None]
+    scores = []
+    for order in orders:
+        with np.errstate(over="ignore", invalid="ignore"):  # singular systems (band-limited audio)
+            a = _solve_equation_error(gram, y_order=top, x_lo=x_lags[0], order=order, delays=delays,
+                                      polarity=est.polarity, n_gain=TIME_DESIGN.gain_iter)[0]
+        coefs = np.column_stack([np.ones(len(delays)), a])  # a_0 = 1, ..., a_N per delay
+        wet_side = np.zeros((len(delays), gram.shape[0]))
+        wet_side[:, : order + 1] = coefs  # A(z) y: columns y[n - k]
+        dry_side = np.zeros_like(wet_side)  # z^(-D-N) A(1/z) x: a_k on the column of lag D + N - k
+        dry_side[rows, top + 1 - x_lags[0] + delays[:, None] + order - np.arange(order + 1)] = coefs
+        with np.errstate(over="ignore", invalid="ignore"):
+            yy, xx = (np.einsum("di,ij,dj->d", side, gram, side) for side in (wet_side, dry_side))
+            xy = np.einsum("di,ij,dj->d", wet_side, gram, dry_side)
+            mismatch = (yy * xx - xy**2) / (yy * xx)
+        scores.append(np.nanmin(np.where(np.isfinite(mismatch), mismatch, np.nan), initial=1.0))
+    return 10 * np.log10(np.clip(scores, 1e-20, 1.0))
 
 
 def _start_layout(poles, flags, warp, delay, polarity, *, n_sections, structure, stretch, ranges, fs):

@@ -40,7 +40,8 @@ from autograd.misc.flatten import flatten
 
 from ._validate import valid_fs, valid_int, valid_pair, valid_range
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
-from .designs import TIME_DESIGN, null_on_audio, time_equation_error_ladder, warped_radius_bound
+from .designs import (TIME_DESIGN, null_on_audio, time_allpass_probe_db, time_equation_error_ladder,
+                      warped_radius_bound)
 from .estimate import estimate, reduce_grid
 from .exceptions import AudioError, ParameterError
 from .filters import second_order_denominator, thiran_coef
@@ -517,37 +518,19 @@ def _flat_magnitude(H, weights):
     return bool(np.sqrt(np.sum(weights * (level - mean) ** 2) / total) < FLAT_DB)
 
 
-def _allpass_probe_db(dry, wet, est, rungs):
-    """Per rung of `rungs`, the relative time-domain equation error (dB) of the best allpass of that rung's
-    order (``2 n + 2`` for n sections) on the samples (docs/maths.md, section 9.7)."""
-    _, _, dry, wet = _check_pair(dry, wet)
-    orders = [2 * n + 2 for n in rungs]
-    top = orders[-1]
-    d_lo = est.integer_delay - top - 2
-    if est.integer_delay >= 0:
-        d_lo = max(d_lo, 0)
-    delays = np.arange(d_lo, max(est.integer_delay + 2, d_lo) + 1)
-    x_lags = (int(delays[0]), int(delays[-1]) + top)
-    gram = _LaggedPair(dry, wet, max_rows=_PROBE_ROWS).gram(top, x_lags)
-    if gram is None:
-        return np.zeros(len(orders))
-    with np.errstate(over="ignore", invalid="ignore"):
-        residuals = [np.nanmin(_solve_equation_error(gram, y_order=top, x_lo=x_lags[0], order=order, delays=delays,
-                                                     polarity=est.polarity)[1], initial=1.0)
-                     for order in orders]
-    return 10 * np.log10(np.maximum(residuals, 1e-20))
-
-
 def _flat_rungs(dry, wet, est, first_null):
-    """The rungs of the time-domain ladder for a flat-magnitude pair: none unless the allpass probe beats
-    the first fit's null `first_null` by `PROBE_MARGIN_DB`; else up to the lowest rung whose probe is
-    within `PROBE_MARGIN_DB` of the deepest (docs/maths.md, section 9.7)."""
+    """The rungs of the time-domain ladder for a flat-magnitude pair: none unless the allpass probe
+    (`apfdsp.designs.time_allpass_probe_db` of the rungs' orders 2 n + 2) beats the first fit's null
+    `first_null` by `PROBE_MARGIN_DB`; else up to the lowest rung whose probe is within
+    `ORDER_MARGIN_DB` of the deepest, or exact (below -100 dB; docs/maths.md, section 9.7)."""
     rungs = SECTION_RUNGS[:-1]
-    probe = _allpass_probe_db(dry, wet, est, rungs)
+    _, _, dry, wet = _check_pair(dry, wet)
+    probe = time_allpass_probe_db(dry, wet, est, [2 * n + 2 for n in rungs], max_rows=_PROBE_ROWS)
     deepest = float(np.min(probe))
     if not deepest <= first_null - PROBE_MARGIN_DB:
         return ()
-    cap = int(np.flatnonzero(probe <= deepest + PROBE_MARGIN_DB)[0])
+    enough = max(deepest, _EXACT_NULL_DB) + ORDER_MARGIN_DB  # below -100 dB every probe counts as exact
+    cap = int(np.flatnonzero(probe <= enough)[0])
     return rungs[: cap + 1]
 
 

@@ -16,7 +16,8 @@ from apfdsp.align import align
 from apfdsp.fit import equation_error_phase_loss, wrapped_phase_error
 from apfdsp.demo import demo_dry
 from apfdsp.estimate import estimate
-from apfdsp.fit_audio import MAX_SECTIONS, SECTION_RUNGS, _allpass_probe_db, _flat_rungs, fit_audio, more_sections
+from apfdsp.designs import time_allpass_probe_db
+from apfdsp.fit_audio import MAX_SECTIONS, SECTION_RUNGS, _flat_rungs, fit_audio, more_sections
 from apfdsp.metrics import null_depth_db
 
 FS = 48000
@@ -136,6 +137,11 @@ def test_align_nulls_a_chain_of_first_order_sections_by_default(material):
     assert broadband_null_db(result.aligned, wet) < -50
 
 
+def probe_db(dry, wet):
+    """The time-domain allpass probe at the orders of the rungs 3, 8 and 16 (8, 18 and 34)."""
+    return time_allpass_probe_db(dry[None, :], wet[None, :], estimate(dry, wet, fs=FS), (8, 18, 34))
+
+
 def _estimate_and_first_fit(dry, wet):
     """The estimate align uses and align's first (frequency-domain) fit of 8 sections."""
     return estimate(dry, wet, fs=FS), align(dry, wet, fs=FS, n_sections=8).cascade
@@ -147,11 +153,11 @@ def test_allpass_probe_is_exact_from_the_order_of_the_allpass():
     sections); a Linkwitz-Riley sum (order 4) is exact from the first rung, and the ladder stops there."""
     dry = np.random.default_rng(6).standard_normal(FS // 2)
     chain = signal.sosfilt(first_order_sections(), dry)
-    probe = _allpass_probe_db(dry, chain, estimate(dry, chain, fs=FS), SECTION_RUNGS[:-1])
+    probe = probe_db(dry, chain)
     assert probe[0] > -80 and probe[1] < -80 and probe[2] < -80
     lr4 = signal.lfilter(*lr4_sum(1000.0), dry)
     est = estimate(dry, lr4, fs=FS)
-    assert np.all(_allpass_probe_db(dry, lr4, est, SECTION_RUNGS[:-1]) < -80)
+    assert np.all(probe_db(dry, lr4) < -80)
     assert _flat_rungs(dry, lr4, est, first_null=-40.0) == SECTION_RUNGS[:1]
     assert _flat_rungs(dry, chain, estimate(dry, chain, fs=FS), first_null=-40.0) == SECTION_RUNGS[:2]
 
@@ -173,10 +179,9 @@ def test_allpass_probe_rejects_what_no_allpass_explains(case):
             wet = wet * (1.0 + 0.1 * np.sin(2 * np.pi * 3.0 * t))
         else:
             wet = wet + 10 ** (-30 / 20) * np.std(wet) * np.random.default_rng(8).standard_normal(FS)
-    probe = _allpass_probe_db(dry, wet, estimate(dry, wet, fs=FS), SECTION_RUNGS[:-1])
-    assert np.min(probe) > -40
+    assert np.min(probe_db(dry, wet)) > -40
     exact = signal.sosfilt(first_order_sections(4, 100.0, 4000.0), dry)
-    assert np.max(_allpass_probe_db(dry, exact, estimate(dry, exact, fs=FS), SECTION_RUNGS[:-1])) < -80
+    assert np.max(probe_db(dry, exact)) < -80
 
 
 def test_more_sections_keeps_the_first_fit_of_a_flat_gain_that_moves():
