@@ -574,14 +574,18 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
 
     Examples
     --------
+    A chain of 12 first-order allpasses (40 Hz - 6 kHz): the frequency-domain fit alone (``n_sections=8``)
+    stops near -50 dB, the time-domain design that `apfdsp.align` adds by default is exact.
+
     >>> import numpy as np
     >>> from scipy import signal
     >>> from apfdsp.align import align
-    >>> fs = 48000
-    >>> dry = np.random.default_rng(0).standard_normal(fs)
-    >>> wet = signal.lfilter([0.6] + [0.0] * 22 + [1.0], [1.0] + [0.0] * 22 + [0.6], dry)  # allpass comb
-    >>> result = align(dry, wet, fs=fs)  # calls more_sections
-    >>> bool(result.after["null_db"] < -60)
+    >>> fs = 16000
+    >>> dry = np.random.default_rng(0).standard_normal(fs // 2)
+    >>> coef = (lambda t: (t - 1) / (t + 1))(np.tan(np.pi * np.geomspace(40.0, 6000.0, 12) / fs))
+    >>> sos = np.column_stack([coef, np.ones(12), np.zeros(12), np.ones(12), coef, np.zeros(12)])
+    >>> result = align(dry, signal.sosfilt(sos, dry), fs=fs)  # calls more_sections
+    >>> bool(result.after["null_db"] < -100)
     True
     """
     keep = est.weights > 0
