@@ -565,8 +565,9 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     on the Welch grid) beats the phase loss of `allpass` by `PROBE_MARGIN_DB`, the time-domain
     equation-error design of `apfdsp.fit_audio` with orders up to that of `MAX_SECTIONS` sections is
     made (no training). Where the measured magnitude is flat (`FLAT_DB`) and the time-domain allpass
-    probe (docs/maths.md, section 9.7: the equation error of the best allpass on the samples, free of the
-    Welch estimate's bias that limits the frequency-domain fit) beats the null of `allpass` on the audio
+    probe (`apfdsp.designs.time_allpass_probe_db`, docs/maths.md section 9.7: how well the best allpass
+    explains the wet on the samples, free of the Welch estimate's bias that limits the frequency-domain
+    fit) beats the null of `allpass` on the audio
     by `PROBE_MARGIN_DB`, the same design is made with the rungs of `SECTION_RUNGS`, from the first up to
     the one the probe says suffices, climbing while each rung deepens the previous rung's null by
     `ORDER_MARGIN_DB`. A design is kept if its null on the audio is deeper than the best so far by
