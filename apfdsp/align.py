@@ -487,7 +487,7 @@ def align(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, max_dela
         (`apfdsp.fit_audio.MAX_SECTIONS`) is made too, and its model is kept if it beats the first
         fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). Where the
         measured magnitude is flat (within 0.5 dB RMS) and a time-domain allpass probe on the samples
-        beats the first fit's null by 10 dB (an allpass effect; docs/maths.md, section 9.7), that
+        beats the first fit's null by 10 dB (an allpass effect; docs/maths.md, section 9.9), that
         design is made with 3 sections, then 8 and 16 while each deepens the previous one's null by
         1 dB, up to the order the probe says suffices. High-order allpass effects
         (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only

@@ -1148,7 +1148,7 @@ def time_equation_error_ladder(dry, wet, est, *, n_sections, n_first_order, anti
 
 def time_allpass_probe_db(dry, wet, est, orders, *, max_rows=2**14):
     r"""How well an allpass of each order explains the wet from the dry, in dB (the probe of
-    `apfdsp.fit_audio.more_sections`, docs/maths.md section 9.7).
+    `apfdsp.fit_audio.more_sections`, docs/maths.md section 9.9).
 
     Parameters
     ----------

@@ -82,11 +82,11 @@ ORDER_MARGIN_DB = 1.0
 #: `more_sections` tries a time-domain design only when a probe says it can beat the first fit by this
 #: many dB: an equation-error probe of the highest rung's order against the first fit's phase loss on the
 #: estimate, or (flat magnitude) the time-domain allpass probe against the first fit's null on the audio
-#: (docs/maths.md, section 9.7).
+#: (docs/maths.md, section 9.9).
 PROBE_MARGIN_DB = 10.0
 #: A measured magnitude response flatter than this (weighted RMS spread, dB) may be an allpass effect.
 FLAT_DB = 0.5
-#: Sample times per channel of the time-domain allpass probe (docs/maths.md, section 9.7).
+#: Sample times per channel of the time-domain allpass probe (docs/maths.md, section 9.9).
 _PROBE_ROWS = 2**14
 _TINY = np.finfo(float).tiny
 
@@ -522,7 +522,7 @@ def _flat_rungs(dry, wet, est, first_null):
     """The rungs of the time-domain ladder for a flat-magnitude pair: none unless the allpass probe
     (`apfdsp.designs.time_allpass_probe_db` of the rungs' orders 2 n + 2) beats the first fit's null
     `first_null` by `PROBE_MARGIN_DB`; else up to the lowest rung whose probe is within
-    `ORDER_MARGIN_DB` of the deepest, or exact (below -100 dB; docs/maths.md, section 9.7)."""
+    `ORDER_MARGIN_DB` of the deepest, or exact (below -100 dB; docs/maths.md, section 9.9)."""
     rungs = SECTION_RUNGS[:-1]
     _, _, dry, wet = _check_pair(dry, wet)
     probe = time_allpass_probe_db(dry, wet, est, [2 * n + 2 for n in rungs], max_rows=_PROBE_ROWS)
@@ -565,7 +565,7 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     on the Welch grid) beats the phase loss of `allpass` by `PROBE_MARGIN_DB`, the time-domain
     equation-error design of `apfdsp.fit_audio` with orders up to that of `MAX_SECTIONS` sections is
     made (no training). Where the measured magnitude is flat (`FLAT_DB`) and the time-domain allpass
-    probe (`apfdsp.designs.time_allpass_probe_db`, docs/maths.md section 9.7: how well the best allpass
+    probe (`apfdsp.designs.time_allpass_probe_db`, docs/maths.md section 9.9: how well the best allpass
     explains the wet on the samples, free of the Welch estimate's bias that limits the frequency-domain
     fit) beats the null of `allpass` on the audio
     by `PROBE_MARGIN_DB`, the same design is made with the rungs of `SECTION_RUNGS`, from the first up to

@@ -148,7 +148,7 @@ def _estimate_and_first_fit(dry, wet):
 
 
 def test_allpass_probe_is_exact_from_the_order_of_the_allpass():
-    """The time-domain allpass probe (docs/maths.md, section 9.7) of a 12th-order allpass chain: at the
+    """The time-domain allpass probe (docs/maths.md, section 9.9) of a 12th-order allpass chain: at the
     numerical floor (below -100 dB) from the rung whose order covers 12 (8 sections: order 18), not at order 8 (3
     sections); a Linkwitz-Riley sum (order 4) is exact from the first rung, and the ladder stops there."""
     dry = np.random.default_rng(6).standard_normal(FS // 2)
