@@ -561,7 +561,7 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
 
     Notes
     -----
-    Where a probe (`apfdsp.fit.equation_error_phase_loss` of the order of `SECTION_RUNGS[-1]` sections,
+    Where a probe (`apfdsp.designs.equation_error_phase_loss` of the order of `SECTION_RUNGS[-1]` sections,
     on the Welch grid) beats the phase loss of `allpass` by `PROBE_MARGIN_DB`, the time-domain
     equation-error design of `apfdsp.fit_audio` with orders up to that of `MAX_SECTIONS` sections is
     made (no training). Where the measured magnitude is flat (`FLAT_DB`) and the time-domain allpass
