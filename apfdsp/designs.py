@@ -478,6 +478,12 @@ def group_delay_peaks(w, target_phase, weights, n_sections, *, fs, r_max):
 class TimeDesignConstants:
     """Tuning constants of the time-domain designs (docs/maths.md section 9); the one instance is `TIME_DESIGN`.
 
+    Parameters
+    ----------
+    max_rows, max_span, n_blocks, chunk, ... : int or float or tuple
+        One field per constant, each commented where it is declared (the values of `TIME_DESIGN` are
+        the defaults; a changed copy, ``dataclasses.replace(TIME_DESIGN, ...)``, is for experiments).
+
     Examples
     --------
     >>> TIME_DESIGN.sm_iter, TIME_DESIGN.warps

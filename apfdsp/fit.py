@@ -29,6 +29,7 @@ from .exceptions import ParameterError
 from .filters import warped_frequency
 from .layout import Layout
 from .losses import phase_loss
+from .metrics import weighted_phase_error
 from .model import Direct, get_parameterization
 from .optim import adam, cosine_schedule, lbfgs
 from .phase_objective import PhaseGrid
@@ -44,33 +45,6 @@ _N_FINALISTS = 2
 # The starts' polishes run on this many threads (direct parameters): two, or one on a one-core machine.
 _POLISH_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 _LOSS_RESOLUTION = 1e-15  # rounding level of the loss (a sum of phasors of modulus 1 +- 1e-16)
-
-
-def wrapped_phase_error(phase, target_phase, weights=None):
-    r"""Weighted RMS of the wrapped phase difference in radians.
-
-    Parameters
-    ----------
-    phase, target_phase : array_like, shape (F,)
-        Phases in radians (wrapped or not).
-    weights : array_like, shape (F,), optional
-        Non-negative weights; uniform when None.
-
-    Returns
-    -------
-    error : float
-        :math:`\sqrt{\sum w\,\Delta^2 / \sum w}` with :math:`\Delta` the difference wrapped to
-        :math:`(-\pi, \pi]`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> round(wrapped_phase_error(np.array([0.1, 2 * np.pi - 0.1]), np.zeros(2)), 12)
-    0.1
-    """
-    diff = np.angle(np.exp(1j * (np.asarray(phase) - np.asarray(target_phase))))
-    weights = np.ones_like(diff) if weights is None else np.asarray(weights)
-    return float(np.sqrt(np.sum(weights * diff**2) / np.sum(weights)))
 
 
 @dataclass
@@ -577,7 +551,7 @@ def _assemble_result(cascade, spec, *, history, kind, tried, start_time):
     return FitResult(
         cascade=cascade,
         loss=float(phase_loss(model_phase, spec.target_phase, spec.weights)),
-        phase_error_rad=wrapped_phase_error(model_phase, spec.target_phase, spec.weights),
+        phase_error_rad=weighted_phase_error(model_phase, spec.target_phase, spec.weights),
         loss_history=history,
         elapsed_s=time.perf_counter() - start_time,
         start=kind,

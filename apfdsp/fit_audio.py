@@ -46,7 +46,7 @@ from .estimate import estimate, reduce_grid
 from .exceptions import AudioError, ParameterError
 from .filters import second_order_denominator, thiran_coef
 from .fit import STRUCTURES, equation_error_phase_loss
-from .layout import Layout as _Layout
+from .layout import Layout
 from .losses import mse_loss, multi_resolution_sum_magnitude_loss, ncc_loss, phase_loss, sum_magnitude_stft_loss
 from .metrics import null_depth_db
 from .model import get_parameterization
@@ -190,8 +190,8 @@ def _max_radius(sos):
 # -- the differentiable cascade ------------------------------------------------------------------------
 
 
-class _Filter:
-    r"""Differentiable filtering of audio by the cascade of a `_Layout` with normalised parameters t.
+class LayoutFilter:
+    r"""Differentiable filtering of audio by the cascade of a `Layout` with normalised parameters t.
 
     Second-order rows (:math:`p_1 = a_1/a_0`, :math:`p_2 = a_2/a_0`, docs/maths.md section 2.2)::
 
@@ -200,6 +200,24 @@ class _Filter:
     First-order and Thiran rows ``[b, 1, 0, 1, b, 0]``. A stretched section is :math:`H_W(z^K)`: its
     recursion only links samples K apart, so it is run as :math:`H_W(z)` on the K polyphase
     components (the signal reshaped to ``(n / K, K)`` and filtered along the first of the two axes).
+
+    Parameters
+    ----------
+    layout : apfdsp.layout.Layout
+        The units (sections, first-order units, delay unit, polarity) the parameters t describe.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import Allpass2, AllpassCascade
+    >>> from apfdsp.layout import Layout
+    >>> from apfdsp.ranges import DEFAULT_RANGES
+    >>> layout = Layout(1, 0, "warped", 1, 1, None, DEFAULT_RANGES, 48000)
+    >>> t = layout.t_from([(0.9, 1000.0, 0.2)], [], 1.0)
+    >>> x = np.random.default_rng(0).standard_normal(256)
+    >>> cascade = AllpassCascade(layout.cells(t), fs=48000)
+    >>> bool(np.allclose(LayoutFilter(layout)(t, x), cascade.apply(x)))
+    True
     """
 
     def __init__(self, layout):
@@ -207,7 +225,28 @@ class _Filter:
         self.stretch = layout.stretch if layout.structure == "stretched" else 1
 
     def sos(self, t):
-        """``(rows2, rows1)``: second-order rows (in z^-K) and first-order rows, each (n, 6) or None."""
+        """The filter's rows at parameters `t`.
+
+        Parameters
+        ----------
+        t : array_like, shape (units, 3)
+            Normalised parameters (`apfdsp.layout.Layout`); autograd arrays pass through.
+
+        Returns
+        -------
+        rows2, rows1 : ndarray, shape (n, 6), or None
+            Second-order rows (in :math:`z^{-K}` for the stretched structure) and first-order rows
+            (the Thiran unit last), None where the layout has none.
+
+        Examples
+        --------
+        >>> from apfdsp.layout import Layout
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> layout = Layout(1, 1, "traditional", 1, 1, None, DEFAULT_RANGES, 48000)
+        >>> rows2, rows1 = LayoutFilter(layout).sos(layout.t_from([(0.5, 6000.0, 0.0)], [0.25], 1.0))
+        >>> rows2.shape, [round(float(v), 6) for v in rows1[0]]
+        ((1, 6), [0.25, 1.0, 0.0, 1.0, 0.25, 0.0])
+        """
         lay, r = self.layout, self.layout.ranges
         rows2 = rows1 = None
         if lay.n2:
@@ -270,8 +309,29 @@ class _Filter:
         return -y if lay.polarity < 0 else y
 
     def warmups(self, t, decay_db=_DECAY_DB):
-        """``(before, after)``: warm-up before a segment (all sections, as `warmup`) and after it (the
-        anticausal sections, which ring before their input; 0 for a causal cascade)."""
+        """Warm-up before a segment (all sections, as `warmup`) and after it (anticausal sections).
+
+        Parameters
+        ----------
+        t : array_like
+            Normalised parameters.
+        decay_db : float
+            Decay of the slowest pole the warm-up allows, in dB.
+
+        Returns
+        -------
+        before, after : int
+            Samples; `after` is 0 for a causal cascade (anticausal sections ring before their input).
+
+        Examples
+        --------
+        >>> from apfdsp.layout import Layout
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> layout = Layout(1, 0, "traditional", 1, 1, None, DEFAULT_RANGES, 48000)
+        >>> before, after = LayoutFilter(layout).warmups(layout.t_from([(0.9, 1000.0, 0.0)], [], 1.0))
+        >>> before > 0, after
+        (True, 0)
+        """
         before = self.warmup(t, decay_db)
         return before, (before if any(self.layout.anticausal) else 0)
 
@@ -285,7 +345,27 @@ class _Filter:
         return anp.reshape(y, lead + (n + pad,))[..., :n]
 
     def warmup(self, t, decay_db=_DECAY_DB):
-        """Samples the slowest pole of the filter at t (numpy) takes to decay by `decay_db`."""
+        """Samples the slowest pole of the filter at `t` takes to decay by `decay_db` (`warmup_samples`).
+
+        Parameters
+        ----------
+        t : array_like
+            Normalised parameters (plain numbers: this is not differentiated).
+        decay_db : float
+            Decay in dB.
+
+        Returns
+        -------
+        samples : int
+
+        Examples
+        --------
+        >>> from apfdsp.layout import Layout
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> layout = Layout(1, 0, "traditional", 1, 1, None, DEFAULT_RANGES, 48000)
+        >>> LayoutFilter(layout).warmup(layout.t_from([(0.9, 1000.0, 0.0)], [], 1.0)) == warmup_samples(0.9)
+        True
+        """
         rows2, rows1 = self.sos(np.asarray(t, dtype=float))
         worst = 0
         for rows, k in ((rows2, self.stretch), (rows1, 1)):
@@ -435,7 +515,7 @@ def _layout_from_cascade(cascade, *, structure, stretch, ranges, fs, anticausal=
             polarity *= cell.sign
     shift = int(np.round(delay)) - 1
     flags = tuple(flags2 + flags1)
-    layout = _Layout(len(sections2), len(coefs1), structure, stretch, polarity, shift, ranges, fs,
+    layout = Layout(len(sections2), len(coefs1), structure, stretch, polarity, shift, ranges, fs,
                      flags if any(flags) else ())
     return layout, layout.t_from(sections2, coefs1, delay - shift)
 
@@ -467,7 +547,7 @@ def _log_spaced_start(est, *, n_sections, n_first_order, structure, stretch, ran
     fcs = np.geomspace(lo, hi, n_sections + 2)[1:-1]
     sections2 = [(_LOG_SPACED_RADIUS, fc, 0.0) for fc in fcs]
     coefs1 = [0.0] * n_first_order
-    probe = _Layout(n_sections, n_first_order, structure, stretch, est.polarity, None, ranges, fs)
+    probe = Layout(n_sections, n_first_order, structure, stretch, est.polarity, None, ranges, fs)
     cells = probe.cells(probe.t_from(sections2, coefs1))
     # Mean group delay over the band: target (unwrapped estimate + integer delay) and the start's sections.
     # The estimate is unwrapped over the whole grid from DC, so that the weighted band's end points are
@@ -656,6 +736,16 @@ class AudioFitResult:
         Warm-up (samples) used at every step.
     settings : dict
         The settings used (JSON-safe).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import Allpass2, AllpassCascade, Delay
+    >>> dry = np.random.default_rng(0).standard_normal(8000)
+    >>> effect = AllpassCascade([Allpass2(0.8, 2000.0), Delay(3.0)], fs=16000)
+    >>> result = fit_audio(dry, effect(dry), fs=16000, n_sections=1, n_iter=0)
+    >>> result.method, result.init, bool(result.loss < 1e-6)
+    ('allpass', 'equation-error', True)
     """
 
     cascade: AllpassCascade
@@ -1164,12 +1254,12 @@ def _null_of(layout, t, dry, wet):
 class _Objective:
     """The loss of the cascade of a layout on segments of the pair (docs/maths.md section 9.6).
 
-    `warmup` is ``"auto"`` (the warm-up of the filter at t, `_Filter.warmup`), ``"bound"`` (`bound`) or a
+    `warmup` is ``"auto"`` (the warm-up of the filter at t, `LayoutFilter.warmup`), ``"bound"`` (`bound`) or a
     number of samples; segments of a cascade with anticausal sections get it after their end too.
     """
 
     def __init__(self, layout, segments, loss_fn, *, warmup="auto", bound=None):
-        self.filt, self.segments, self.loss_fn = _Filter(layout), segments, loss_fn
+        self.filt, self.segments, self.loss_fn = LayoutFilter(layout), segments, loss_fn
         self.warmup, self.bound = warmup, bound
         self.eval_starts = segments.eval_starts()
 

@@ -35,7 +35,7 @@ import results_file
 from apfdsp import pretrained
 from apfdsp.align import align
 from apfdsp.demo import demo_dry
-from apfdsp.fit import wrapped_phase_error
+from apfdsp.metrics import weighted_phase_error
 from apfdsp.fit_audio import fit_audio
 from apfdsp.metrics import null_depth_db
 
@@ -118,7 +118,7 @@ def broadband_null_db(x, y):
 
 def true_phase_error(cascade, effect, fs):
     """Wrapped RMS phase error (rad) of `cascade` against the effect on 512 log-spaced bins."""
-    return wrapped_phase_error(cascade.phase(F_CHECK), np.angle(effect_response(effect, F_CHECK, fs)))
+    return weighted_phase_error(cascade.phase(F_CHECK), np.angle(effect_response(effect, F_CHECK, fs)))
 
 
 def chain_rows(duration_s=5.0, seed=0):
@@ -168,7 +168,7 @@ def surveyor_rows(duration_s=2.0, seed=0):
             "null_db": null_depth_db(aligned, wet, fs=fs), "floor_db": perfect_phase_floor(truth, dry, fs),
             "broadband_db": broadband_null_db(aligned, wet),
             "n_sections": int(sum(1 for c in result.cascade if hasattr(c, "anticausal"))), "method": result.method,
-            "phase_error_rad": wrapped_phase_error(result.cascade.phase(F_CHECK), truth.phase(F_CHECK)),
+            "phase_error_rad": weighted_phase_error(result.cascade.phase(F_CHECK), truth.phase(F_CHECK)),
             "seconds": seconds,
         })
     return rows

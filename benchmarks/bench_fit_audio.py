@@ -24,7 +24,7 @@ from scipy import signal
 
 from apfdsp.estimate import estimate
 from apfdsp.designs import time_equation_error_starts
-from apfdsp.fit_audio import _Filter
+from apfdsp.fit_audio import LayoutFilter
 from apfdsp.layout import Layout
 from apfdsp.losses import sum_magnitude_stft_loss
 from apfdsp.model import Direct
@@ -43,7 +43,7 @@ def case():
                                                  np.geomspace(50, 15000, N_SECTIONS), rng.uniform(-0.5, 0.5, N_SECTIONS))]
     t = layout.t_from(sections, [], 1.3)
     x = rng.standard_normal(FS)
-    filt = _Filter(layout)
+    filt = LayoutFilter(layout)
     y = filt(t, x) + 0.01 * rng.standard_normal(FS)  # a target close to the model output
     param = Direct()
     return filt, param, param.init(t), x, y
@@ -78,6 +78,6 @@ def test_equation_error_start(benchmark, case):
                    fs=float(FS))
     starts = benchmark(time_equation_error_starts, x, wet, est, **options)
     layout, t = starts[0]
-    out = np.roll(_Filter(layout)(t, x), layout.delay_shift)
+    out = np.roll(LayoutFilter(layout)(t, x), layout.delay_shift)
     n = FS // 2  # well after the start: np.roll wraps the first samples around
     assert np.sqrt(np.mean((out[n:] - wet[n:]) ** 2) / np.mean(wet[n:] ** 2)) < 1e-6

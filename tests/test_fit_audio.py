@@ -17,7 +17,7 @@ from apfdsp.fit_audio import (
     AudioFitResult,
     _checked_arguments,
     _delay_polarity_baseline,
-    _Filter,
+    LayoutFilter,
     _Objective,
     _result,
     _start,
@@ -66,7 +66,7 @@ def test_filter_equals_cascade_apply(rng, structure, stretch):
     """Training filter + integer shift == AllpassCascade.apply (scipy sosfilt of the exported SOS)."""
     cascade, layout, t = _layout(structure, stretch)
     x = rng.standard_normal((2, 1001))
-    y = _shift(_Filter(layout)(t, x), layout.delay_shift)
+    y = _shift(LayoutFilter(layout)(t, x), layout.delay_shift)
     np.testing.assert_allclose(y, cascade.apply(x), atol=1e-12)
     # and the layout exports the same cells
     np.testing.assert_allclose(AllpassCascade(layout.cells(t), fs=FS).apply(x), cascade.apply(x), atol=1e-12)
@@ -76,7 +76,7 @@ def test_filter_equals_cascade_apply(rng, structure, stretch):
 def test_sos_rows_match_filters_module(structure):
     """The differentiable rows equal apfdsp.filters.allpass_section_sos (docs/maths.md section 2.2)."""
     cascade, layout, t = _layout(structure)
-    rows2, rows1 = _Filter(layout).sos(t)
+    rows2, rows1 = LayoutFilter(layout).sos(t)
     expected2 = np.concatenate([allpass_section_sos(c.den(FS), c.warp) for c in cascade if isinstance(c, Allpass2)])
     np.testing.assert_allclose(rows2, expected2, rtol=1e-12, atol=1e-14)
     assert np.all(rows2[:, 3] == 1.0) and np.all(rows1[:, 3] == 1.0)
@@ -87,9 +87,9 @@ def test_sos_rows_match_filters_module(structure):
 def test_stretched_is_polyphase_of_warped(rng):
     """H_W(z^K) on x equals H_W(z) on each polyphase component (checked against lfilter in z^-K)."""
     _, layout, t = _layout("stretched", 4)
-    rows2, _ = _Filter(layout).sos(t)
+    rows2, _ = LayoutFilter(layout).sos(t)
     x = rng.standard_normal(999)
-    y = _Filter(layout)._stretched(rows2, x)
+    y = LayoutFilter(layout)._stretched(rows2, x)
     expected = x
     for row in rows2:
         b = np.zeros(9)
@@ -129,7 +129,7 @@ def test_warmup_bound_from_radius_limits():
 def test_warmup_removes_the_startup_transient(rng):
     """Segments filtered from `warmup` samples before their start match continuous filtering to -60 dB."""
     cascade, layout, t = _layout("warped", cells=[Allpass2(0.98, 300.0, -0.5), Allpass1(0.9), Delay(3.5)])
-    filt = _Filter(layout)
+    filt = LayoutFilter(layout)
     x = rng.standard_normal(20000)
     full = filt(t, x)
     warm = filt.warmup(t)
@@ -172,7 +172,7 @@ def test_check_grads_whole_loss(rng, check_grads, loss, structure, stretch, para
     loss_fn, _, _ = _loss_setup(loss, FS, options)
     x = rng.standard_normal((2, 150))
     y = rng.standard_normal((2, 100))
-    filt = _Filter(layout)
+    filt = LayoutFilter(layout)
 
     def objective(p):
         return loss_fn(filt(param.forward(p), x)[..., 50:], y)
@@ -400,7 +400,7 @@ def test_objective_warmup_rules(pair):
     _, layout, t = _layout("warped")
     segments = _Segments(dry, wet, layout.delay_shift, 1024)
     auto = _Objective(layout, segments, None)
-    assert auto.warmups(t) == (_Filter(layout).warmup(t), 0)
+    assert auto.warmups(t) == (LayoutFilter(layout).warmup(t), 0)
     assert _Objective(layout, segments, None, warmup="bound", bound=777).warmups(t) == (777, 0)
     assert _Objective(layout, segments, None, warmup=12).warmups(t) == (12, 0)
     two_sided = _Objective(_two_sided_layout()[1], segments, None, warmup=12)
@@ -558,7 +558,7 @@ def test_filter_with_anticausal_rows_equals_cascade_apply(rng, structure):
     """Causal rows forwards, anticausal rows backwards == AllpassCascade.apply, and on a padded segment."""
     cascade, layout, t = _two_sided_layout(structure)
     assert layout.anticausal == (False, True, True, False)
-    filt = _Filter(layout)
+    filt = LayoutFilter(layout)
     x = rng.standard_normal((2, 3001))
     expected = cascade.apply(x)
     np.testing.assert_allclose(_shift(filt(t, x), layout.delay_shift), expected, atol=1e-12)
@@ -590,7 +590,7 @@ def test_check_grads_with_anticausal_rows(rng, check_grads):
     loss_fn, _, _ = _loss_setup("multi-resolution", FS, {"fft_sizes": (32, 64)})
     x = rng.standard_normal((2, 200))
     y = rng.standard_normal((2, 100))
-    filt = _Filter(layout)
+    filt = LayoutFilter(layout)
     check_grads(lambda p: loss_fn(filt(param.forward(p), x)[..., 50:150], y))(params)
 
 
@@ -638,4 +638,4 @@ def test_anticausal_deterministic_and_refusals(pair):
         fit_audio(dry, wet, fs=FS, n_iter=1, anticausal="yes")
     _, layout, t = _two_sided_layout()
     with pytest.raises(ParameterError, match="stretched"):
-        _Filter(layout.replace(structure="stretched", stretch=2))(t, dry[:100])
+        LayoutFilter(layout.replace(structure="stretched", stretch=2))(t, dry[:100])

@@ -40,12 +40,6 @@ LAYERS = [
     {"__init__", "__main__"},  # the package's namespace and ``python -m apfdsp``
 ]
 
-#: Violations left while other branches change the modules involved; the lead empties this list when
-#: merging them. Entries: (file, imported apfdsp module) or (file, "module.private_name").
-ALLOWED = {
-    ("benchmarks/bench_fit_audio.py", "fit_audio._Filter"),  # timedesign (fit_audio's restructuring)
-}
-
 CHECKED_DIRS = ("apfdsp", "benchmarks", "scripts", "examples")
 
 
@@ -258,7 +252,7 @@ def test_a_lower_layer_never_imports_a_higher_one():
     for module, scan in _package_graph().items():
         for imported, line in scan.edges:
             own, other = _layer_of(module), _layer_of(imported)
-            if own is None or other is None or other <= own or (f"{PACKAGE}/{module}.py", imported) in ALLOWED:
+            if own is None or other is None or other <= own:
                 continue
             problems.append(
                 f"apfdsp/{module}.py:{line} imports apfdsp.{imported} (layer {other}: {sorted(LAYERS[other])}) "
@@ -268,7 +262,7 @@ def test_a_lower_layer_never_imports_a_higher_one():
 
 
 def test_no_import_cycles():
-    graph = {m: sorted({i for i, _ in scan.edges if i != m and (f"{PACKAGE}/{m}.py", i) not in ALLOWED})
+    graph = {m: sorted({i for i, _ in scan.edges if i != m})
              for m, scan in _package_graph().items()}
     graph = {m: [i for i in succ if i in graph] for m, succ in graph.items()}
     cycles = _cycles(graph)
@@ -281,10 +275,7 @@ def test_no_private_names_across_modules():
     problems = []
     for path in _checked_files():
         own = path.stem if path.parent == ROOT / PACKAGE else None
-        where = path.relative_to(ROOT).as_posix()
         for owner, name, line in _scan(path, own, modules).private:
-            if (where, f"{owner}.{name}") in ALLOWED:
-                continue
             problems.append(f"{path.relative_to(ROOT)}:{line} uses the private name {name!r} of apfdsp.{owner}"
                             if owner != PACKAGE else
                             f"{path.relative_to(ROOT)}:{line} imports the private module apfdsp.{name}")
@@ -297,21 +288,6 @@ def test_no_private_attributes_of_other_modules_objects():
     problems = [f"{path.relative_to(ROOT)}:{line} uses {text}, a private attribute defined elsewhere"
                 for path in _checked_files() for line, text in _foreign_private_attributes(path)]
     assert not problems, "private attributes of other modules' objects:\n" + "\n".join(problems)
-
-
-def test_allowances_are_still_needed():
-    """An entry of `ALLOWED` that no longer matches anything is stale: delete it."""
-    modules = _package_modules()
-    used = set()
-    for path in _checked_files():
-        own = path.stem if path.parent == ROOT / PACKAGE else None
-        where = path.relative_to(ROOT).as_posix()
-        scan = _scan(path, own, modules)
-        if own is not None:
-            used.update((where, imported) for imported, _ in scan.edges
-                        if (_layer_of(imported) or 0) > (_layer_of(own) or 0))
-        used.update((where, f"{owner}.{name}") for owner, name, _ in scan.private)
-    assert not ALLOWED - used, f"stale entries in ALLOWED: {sorted(ALLOWED - used)}"
 
 
 # -- the checker itself -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from autograd import value_and_grad
 
-from apfdsp.layout import Layout as _Layout
+from apfdsp.layout import Layout
 from apfdsp.losses import phase_loss
 from apfdsp.model import Direct
 from apfdsp.phase_objective import PhaseGrid, cascade_phase_loss, direct_loss_and_grad
@@ -14,12 +14,12 @@ FS = 48000.0
 W = 2 * np.pi * np.geomspace(20, 20000, 300) / FS
 
 LAYOUTS = {
-    "warped 3+1, delay, inverted": _Layout(3, 1, "warped", 1, -1, 4, DEFAULT_RANGES, FS),
-    "traditional 2": _Layout(2, 0, "traditional", 1, 1, None, DEFAULT_RANGES, FS),
-    "stretched 2+2": _Layout(2, 2, "stretched", 3, 1, None, DEFAULT_RANGES, FS),
-    "anticausal mix": _Layout(2, 2, "warped", 1, 1, 0, DEFAULT_RANGES, FS, (True, False, False, True)),
-    "delay only": _Layout(0, 0, "warped", 1, 1, 7, DEFAULT_RANGES, FS),
-    "first-order only": _Layout(0, 3, "warped", 1, -1, None, DEFAULT_RANGES, FS, (False, True, False)),
+    "warped 3+1, delay, inverted": Layout(3, 1, "warped", 1, -1, 4, DEFAULT_RANGES, FS),
+    "traditional 2": Layout(2, 0, "traditional", 1, 1, None, DEFAULT_RANGES, FS),
+    "stretched 2+2": Layout(2, 2, "stretched", 3, 1, None, DEFAULT_RANGES, FS),
+    "anticausal mix": Layout(2, 2, "warped", 1, 1, 0, DEFAULT_RANGES, FS, (True, False, False, True)),
+    "delay only": Layout(0, 0, "warped", 1, 1, 7, DEFAULT_RANGES, FS),
+    "first-order only": Layout(0, 3, "warped", 1, -1, None, DEFAULT_RANGES, FS, (False, True, False)),
 }
 
 
@@ -83,7 +83,7 @@ def test_phase_grid_is_bit_identical_to_cascade_phase_loss(rng):
         for _ in range(8):
             n2, n1 = int(rng.integers(0, 5)), int(rng.integers(0, 3))
             flags = tuple(bool(f) for f in rng.random(n2 + n1) < 0.3) if rng.random() < 0.5 else ()
-            layout = _Layout(n2, n1, structure, stretch, int(rng.choice([1, -1])),
+            layout = Layout(n2, n1, structure, stretch, int(rng.choice([1, -1])),
                              None if rng.random() < 0.3 else int(rng.integers(-2, 6)), DEFAULT_RANGES, FS, flags)
             t = rng.uniform(-0.95, 0.95, (layout.n_units, 3))
             const = layout.const_phase(W)
