@@ -391,50 +391,12 @@ def fit_alignment(dry, wet, *, fs, n_sections=None, structure="warped", seed=0, 
 
     Parameters
     ----------
-    dry : array_like, shape (n,) or (channels, n)
-        The unprocessed signal.
-    wet : array_like, shape (m,) or (channels, m)
-        The processed signal (any effect: its latency, polarity and phase shift are what is undone).
-        Lengths may differ; a mono dry against a stereo wet is fine.
+    dry, wet : array_like, shape (n,) or (channels, n)
+        The unprocessed and the processed signal, as `align` takes them.
     fs : float
         Sample rate of both, in Hz.
-    n_sections : int or None
-        Largest number of second-order allpass sections. None (default): chosen from the data. The
-        frequency-domain fit gets up to 8; where an equation-error probe says a higher order would
-        fit the measured phase much better (by 10 dB, `apfdsp.fit_audio.PROBE_MARGIN_DB`), the time-domain
-        equation-error design of `apfdsp.fit_audio` with up to 32 sections
-        (`apfdsp.fit_audio.MAX_SECTIONS`) is made too, and its model is kept if it beats the first
-        fit's null on the audio by at least 1 dB (`apfdsp.fit_audio.ORDER_MARGIN_DB`). Where the
-        measured magnitude is flat (within 0.5 dB RMS, coherence above 0.9995: an allpass
-        effect), that design is made with 3 sections and, where that beats the first fit by 1 dB,
-        with 8. High-order allpass effects
-        (allpass combs, long chains) get the order they need; effects that 8 sections fit pay only
-        for the probe.
-    structure : {"warped", "traditional", "stretched"}
-        Second-order section type (see `apfdsp.fit_phase`).
-    seed : int
-        Seed of the fit's random starts (the result is deterministic for a given seed).
-    max_delay_s : float
-        Largest latency searched, in seconds, either sign.
-    per_channel : bool
-        Fit one model per channel instead of one shared, phase-coherent model.
-    causal : bool
-        Keep the model causal (the dry is only ever delayed, every section runs forwards in time), so
-        that it could also run in real time. The default (False) lets the fit advance the dry a little
-        and use anticausal sections (run backwards in time, see `apfdsp.Allpass2`): a causal allpass
-        has a positive group delay and cannot follow the phase of a high-pass or a peaking EQ, a mixed
-        cascade can (measured in the README: -20 -> -36 dB on a first-order high-pass, -20 -> -46 dB
-        on a peaking EQ). Such a model applies to files of any length (`apfdsp.io.apply_file`).
-        When the wet leads the dry an advance is unavoidable either way; with ``causal=True`` the
-        model then has no anticausal sections, and advances as much as its fit needs.
-    max_bins : int
-        The Welch spectrum is merged into at most this many log-spaced bands for the fit.
-    nperseg : int, optional
-        Welch segment length (default: 16384 at 48 kHz, scaled with fs and the audio length).
-    fit_options : dict, optional
-        Further keyword arguments for `apfdsp.fit_phase`.
-    callback : callable, optional
-        Progress callback ``callback(stage, done, total)``.
+    n_sections, structure, seed, max_delay_s, per_channel, causal, max_bins, nperseg, fit_options, callback
+        As in `align` (same defaults, `ALIGN_DEFAULTS`).
 
     Returns
     -------
