@@ -656,7 +656,10 @@ def weighted_phase_error(phase_a, phase_b, weights=None):
     Notes
     -----
     .. math:: e = \sqrt{\frac{\sum w \,\mathrm{wrap}(a - b)^2}{\sum w}}, \qquad
-              \mathrm{wrap}(\theta) = \pi - \left((\pi - \theta) \bmod 2\pi\right) \in (-\pi, \pi].
+              \mathrm{wrap}(\theta) = \arg e^{j\theta} \in [-\pi, \pi],
+
+    computed as the angle of the unit phasor, which keeps a tiny error's relative precision (a modulo
+    of :math:`\pi - \theta` would round it to about :math:`10^{-16}` rad absolute).
 
     Examples
     --------
@@ -680,7 +683,7 @@ def weighted_phase_error(phase_a, phase_b, weights=None):
         raise ParameterError("phase_a, phase_b and weights must be finite (no NaN or Inf)")
     if np.any(w < 0) or not np.sum(w) > 0:
         raise ParameterError("weights must be non-negative and not all zero")
-    d = np.pi - np.mod(np.pi - (a - b), 2.0 * np.pi)
+    d = np.angle(np.exp(1j * (a - b)))
     return float(np.sqrt(np.sum(w * d * d) / np.sum(w)))
 
 

@@ -208,6 +208,9 @@ def test_weighted_phase_error_wraps_and_weights():
     # wrap to (-pi, pi]: a difference of -pi counts as pi, never more
     assert weighted_phase_error(-np.pi, 0.0) == pytest.approx(np.pi, rel=1e-12)
     assert weighted_phase_error(np.linspace(-20, 20, 101), 0.0) <= np.pi
+    # a tiny error keeps its relative precision (the error of an exact fit is ~1e-9 rad)
+    assert weighted_phase_error(1e-12, 0.0) == pytest.approx(1e-12, rel=1e-9)
+    assert weighted_phase_error(2 * np.pi + 3e-10, 0.0) == pytest.approx(3e-10, rel=1e-5)
 
 
 def test_weighted_phase_error_relates_to_null_depth(noise):
