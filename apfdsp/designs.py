@@ -6,11 +6,11 @@ The designs give the fits their starts: they solve linear least-squares problems
   response (`equation_error_allpass`, `equation_error_allpass_blas`), the probe
   `equation_error_phase_loss`, the roots of a stack of designs (`denominator_roots`), their split into
   sections (`sections_from_poles`) and the group-delay starts (`low_group_delay`, `group_delay_peaks`);
-  their constants are the one table `FREQUENCY_DESIGN`. `apfdsp.fit.fit_phase` starts from them.
+  their constants are the one table `DESIGN`. `apfdsp.fit.fit_phase` starts from them.
 * Time domain (docs/maths.md section 9): `time_equation_error_starts` and `time_equation_error_ladder`
   design allpass cascades from the dry/wet samples themselves (equation error with instrumental
   variables, then Steiglitz-McBride iterations); their tuning constants are the one table
-  `TIME_DESIGN`. `apfdsp.fit_audio` starts its training from them.
+  `DESIGN`. `apfdsp.fit_audio` starts its training from them.
 
 References
 ----------
@@ -33,24 +33,24 @@ from .layout import Layout
 from .losses import phase_loss
 from .metrics import null_depth_db
 
-__all__ = ["FREQUENCY_DESIGN", "FrequencyDesign", "equation_error_allpass", "equation_error_allpass_blas",
+__all__ = ["DESIGN", "DesignConstants", "equation_error_allpass", "equation_error_allpass_blas",
            "equation_error_phase_loss", "denominator_roots", "sections_from_poles", "low_group_delay",
            "group_delay_peaks",
-           "TIME_DESIGN", "TimeDesignConstants", "time_equation_error_starts", "time_equation_error_ladder",
+           "time_equation_error_starts", "time_equation_error_ladder",
            "null_on_audio", "warped_radius_bound", "time_allpass_probe_db"]
 
 
 # -- frequency-domain designs (docs/maths.md section 8) -----------------------------------------------
 
 @dataclass(frozen=True)
-class FrequencyDesign:
-    """The constants of the frequency-domain designs (one table; `FREQUENCY_DESIGN` is the instance used).
+class DesignConstants:
+    """The constants of the classical designs, frequency and time domain (one table; `DESIGN` is the instance used).
 
     Attributes
     ----------
     start_warps : tuple of float
-        Warps of the extra equation-error designs of ``structure="warped"`` (besides 0): -0.8 resolves
-        low frequencies, 0.5 high ones (docs/maths.md section 8.4).
+        Warps of the extra equation-error designs of ``structure="warped"`` (besides 0), in frequency
+        and in time: -0.8 resolves low frequencies, 0.5 high ones (docs/maths.md sections 8.4, 9.3).
     n_solves : int
         Reweighted least-squares solves per design (section 8.2).
     ridge : float
@@ -72,11 +72,14 @@ class FrequencyDesign:
         Smallest pole radius of a group-delay start.
     peak_decay_power : int
         Largest pole radius of a group-delay start: ``r_max ** peak_decay_power``.
+    max_rows, max_span, n_blocks, chunk, onset_level, iv_rcond, gain_iter, n_delays, n_warp_delays, \
+    order_penalty, order_tiebreak, n_candidates, sm_iter, max_order, origin, warp_grid, exact_null_db
+        The time-domain designs' constants (docs/maths.md section 9), each commented where it is declared.
 
     Examples
     --------
-    >>> FREQUENCY_DESIGN.start_warps, FREQUENCY_DESIGN.n_solves
-    ((-0.8, 0.5), 2)
+    >>> DESIGN.start_warps, DESIGN.n_solves, DESIGN.sm_iter
+    ((-0.8, 0.5), 2, 3)
     """
 
     start_warps: tuple = (-0.8, 0.5)
@@ -90,15 +93,33 @@ class FrequencyDesign:
     peak_prominence: float = 0.5
     peak_radius_min: float = 0.1
     peak_decay_power: int = 10
+    # -- time domain (section 9)
+    max_rows: int = 2**16  # sample times per channel in the least-squares problems (section 9.1)
+    max_span: int = 2**18  # the sample times lie within this many samples from the dry's onset
+    n_blocks: int = 8  # more sample times than max_rows: this many evenly spaced blocks
+    chunk: int = 8192  # rows of lagged samples formed at once (memory, not results)
+    onset_level: float = 1e-3  # the dry's onset: its first sample above this fraction of its peak
+    iv_rcond: float = 1e-13  # relative eigenvalue floor of the instruments' Gram matrix (section 9.2)
+    gain_iter: int = 3  # alternations of gain and denominator in the screening solves (section 9.1)
+    n_delays: int = 2  # bulk delays per (order, polarity) whose output error is computed (section 9.3)
+    n_warp_delays: int = 3  # bulk delays of the warped designs
+    order_penalty: float = 0.05  # ranking by output error times 1 + order_penalty * order (section 9.4)
+    order_tiebreak: float = 1e-13  # ... plus order_tiebreak * order: the lower order wins exact ties
+    n_candidates: int = 4  # designs refined by Steiglitz-McBride and returned as starts
+    sm_iter: int = 3  # Steiglitz-McBride iterations per design (section 9.4)
+    max_order: int = 2 * 32 + 2  # highest allpass order (32 sections, the automatic order's largest)
+    origin: float = 1e-5  # unwarped roots closer to z = 0 are one-sample delays (section 9.5)
+    warp_grid: int = 401  # warps tried to bring a pair found without warping inside the ranges
+    exact_null_db: float = -100.0  # a design whose null on the whole audio is below this is exact
 
 
-#: The constants the frequency-domain designs and `apfdsp.fit.fit_phase` use.
-FREQUENCY_DESIGN = FrequencyDesign()
+#: The constants of the designs (and of `apfdsp.fit.fit_phase`'s and `apfdsp.fit_audio`'s starts).
+DESIGN = DesignConstants()
 
 
 def _solve_normal(normal, rhs_normal, order):
     """Solve the (stacked) ridge-regularised normal equations; a singular system gives a = 0."""
-    ridge = FREQUENCY_DESIGN.ridge * np.trace(normal, axis1=-2, axis2=-1) / order
+    ridge = DESIGN.ridge * np.trace(normal, axis1=-2, axis2=-1) / order
     system = normal + ridge[..., None, None] * np.eye(order)
     try:
         return np.linalg.solve(system, rhs_normal[..., None])[..., 0]
@@ -112,7 +133,7 @@ def _solve_normal(normal, rhs_normal, order):
         return out
 
 
-def equation_error_allpass(basis, response, order, weights, *, n_iter=FREQUENCY_DESIGN.n_solves):
+def equation_error_allpass(basis, response, order, weights, *, n_iter=DESIGN.n_solves):
     r"""Allpass denominator of order N by M. Lang's equation-error method, iteratively reweighted.
 
     For an allpass :math:`H = e^{-jN\omega}\,\overline{A(e^{j\omega})}/A(e^{j\omega})` the equation
@@ -182,11 +203,11 @@ def equation_error_allpass(basis, response, order, weights, *, n_iter=FREQUENCY_
         rhs_normal = np.real(np.einsum("bif,bf->bi", weighted, rhs))
         a = _solve_normal(normal, rhs_normal, order)
         denominator = np.abs(1.0 + np.einsum("kf,bk->bf", e_k, a))
-        row_weight2 = weights / np.maximum(denominator, FREQUENCY_DESIGN.min_denominator) ** 2
+        row_weight2 = weights / np.maximum(denominator, DESIGN.min_denominator) ** 2
     return a[0] if single else a
 
 
-def equation_error_allpass_blas(basis, response, order, weights, *, n_iter=FREQUENCY_DESIGN.n_solves):
+def equation_error_allpass_blas(basis, response, order, weights, *, n_iter=DESIGN.n_solves):
     r"""`equation_error_allpass` with its normal equations as real matrix products (BLAS).
 
     The same design, faster on long grids and high orders, rounded differently (so not used where the
@@ -229,13 +250,13 @@ def equation_error_allpass_blas(basis, response, order, weights, *, n_iter=FREQU
     for _ in range(n_iter):
         weighted = stacked * np.tile(row_weight, 2)[:, None]
         normal = weighted.T @ stacked
-        ridge = FREQUENCY_DESIGN.ridge * np.trace(normal) / order
+        ridge = DESIGN.ridge * np.trace(normal) / order
         try:
             a = np.linalg.solve(normal + ridge * np.eye(order), weighted.T @ stacked_rhs)
         except np.linalg.LinAlgError:
             a = np.zeros(order)
         denominator = np.abs(1.0 + basis[:, 1 : order + 1] @ a)
-        row_weight = weights / np.maximum(denominator, FREQUENCY_DESIGN.min_denominator) ** 2
+        row_weight = weights / np.maximum(denominator, DESIGN.min_denominator) ** 2
     return a
 
 
@@ -380,9 +401,9 @@ def sections_from_poles(poles, *, fs, r_max):
     outside = np.abs(poles) >= 1
     poles = poles.copy()
     poles[outside] = 1.0 / np.conj(poles[outside])
-    radius = np.minimum(np.abs(poles), r_max**FREQUENCY_DESIGN.section_decay_power)
+    radius = np.minimum(np.abs(poles), r_max**DESIGN.section_decay_power)
     angle = np.angle(poles)
-    tolerance = FREQUENCY_DESIGN.real_root_tolerance
+    tolerance = DESIGN.real_root_tolerance
     pair = poles.imag > tolerance
     real = np.abs(poles.imag) <= tolerance
     sections2 = [(r, abs(a) * fs / (2 * np.pi), 0.0) for r, a in zip(radius[pair], angle[pair])]
@@ -405,8 +426,8 @@ def low_group_delay(w, target_phase, weights):
     Returns
     -------
     tau : float
-        The `FREQUENCY_DESIGN.low_delay_percentile` percentile of the group delay over the bins with at
-        least `FREQUENCY_DESIGN.low_delay_weight` of the largest weight; 0.0 with fewer than 3 such bins.
+        The `DESIGN.low_delay_percentile` percentile of the group delay over the bins with at
+        least `DESIGN.low_delay_weight` of the largest weight; 0.0 with fewer than 3 such bins.
 
     Examples
     --------
@@ -416,10 +437,10 @@ def low_group_delay(w, target_phase, weights):
     7.0
     """
     tau = -np.gradient(np.unwrap(target_phase), w)
-    good = weights >= FREQUENCY_DESIGN.low_delay_weight * np.max(weights)
+    good = weights >= DESIGN.low_delay_weight * np.max(weights)
     if np.count_nonzero(good) <= 2:
         return 0.0
-    return float(np.percentile(tau[good], FREQUENCY_DESIGN.low_delay_percentile))
+    return float(np.percentile(tau[good], DESIGN.low_delay_percentile))
 
 
 def group_delay_peaks(w, target_phase, weights, n_sections, *, fs, r_max):
@@ -461,58 +482,17 @@ def group_delay_peaks(w, target_phase, weights, n_sections, *, fs, r_max):
     tau = -np.gradient(unwrapped, w)
     tau = tau - np.min(tau[weights > 0]) if np.any(weights > 0) else tau
     tau = np.where(weights > 0, tau, 0.0)
-    peaks, props = signal.find_peaks(tau, prominence=FREQUENCY_DESIGN.peak_prominence)
+    peaks, props = signal.find_peaks(tau, prominence=DESIGN.peak_prominence)
     order = np.argsort(props["prominences"])[::-1][:n_sections]
     sections = []
     for i in peaks[order]:
-        radius = np.clip((tau[i] - 1.0) / (tau[i] + 1.0), FREQUENCY_DESIGN.peak_radius_min,
-                         r_max**FREQUENCY_DESIGN.peak_decay_power)
+        radius = np.clip((tau[i] - 1.0) / (tau[i] + 1.0), DESIGN.peak_radius_min,
+                         r_max**DESIGN.peak_decay_power)
         sections.append((radius, w[i] * fs / (2 * np.pi), 0.0))
     return sections
 
 
 # -- time domain: equation error on the samples, Steiglitz-McBride (docs/maths.md section 9) -------------
-
-
-@dataclass(frozen=True)
-class TimeDesignConstants:
-    """Tuning constants of the time-domain designs (docs/maths.md section 9); the one instance is `TIME_DESIGN`.
-
-    Parameters
-    ----------
-    max_rows, max_span, n_blocks, chunk, ... : int or float or tuple
-        One field per constant, each commented where it is declared (the values of `TIME_DESIGN` are
-        the defaults; a changed copy, ``dataclasses.replace(TIME_DESIGN, ...)``, is for experiments).
-
-    Examples
-    --------
-    >>> TIME_DESIGN.sm_iter, TIME_DESIGN.warps
-    (3, (-0.8, 0.5))
-    """
-
-    max_rows: int = 2**16  # sample times per channel in the least-squares problems (section 9.1)
-    max_span: int = 2**18  # the sample times lie within this many samples from the dry's onset
-    n_blocks: int = 8  # more sample times than max_rows: this many evenly spaced blocks
-    chunk: int = 8192  # rows of lagged samples formed at once (memory, not results)
-    onset_level: float = 1e-3  # the dry's onset: its first sample above this fraction of its peak
-    iv_rcond: float = 1e-13  # relative eigenvalue floor of the instruments' Gram matrix (section 9.2)
-    gain_iter: int = 3  # alternations of gain and denominator in the screening solves (section 9.1)
-    n_delays: int = 2  # bulk delays per (order, polarity) whose output error is computed (section 9.3)
-    warps: tuple = (-0.8, 0.5)  # warps of the warped designs (structure="warped"), as in apfdsp.fit
-    n_warp_delays: int = 3  # bulk delays of the warped designs
-    order_penalty: float = 0.05  # ranking by output error times 1 + order_penalty * order (section 9.4)
-    order_tiebreak: float = 1e-13  # ... plus order_tiebreak * order: the lower order wins exact ties
-    n_candidates: int = 4  # designs refined by Steiglitz-McBride and returned as starts
-    sm_iter: int = 3  # Steiglitz-McBride iterations per design (section 9.4)
-    max_order: int = 2 * 32 + 2  # highest allpass order (32 sections, the automatic order's largest)
-    origin: float = 1e-5  # unwarped roots closer to z = 0 are one-sample delays (section 9.5)
-    imag_tolerance: float = 1e-9  # roots with |imag| at most this are real (first-order sections)
-    warp_grid: int = 401  # warps tried to bring a pair found without warping inside the ranges
-    exact_null_db: float = -100.0  # a design whose null on the whole audio is below this is exact
-
-
-#: The tuning constants of the time-domain designs.
-TIME_DESIGN = TimeDesignConstants()
 
 
 def warped_radius_bound(radius, warp):
@@ -582,7 +562,7 @@ class _LaggedPair:
     For :math:`\lambda = 0` these are the lagged samples :math:`y[n - c]` and :math:`x[n - L_{lo} - c]`,
     taken with sliding windows; otherwise each power of V is one more first-order allpass pass. Only
     sample times at which every lag exists are used (the covariance method, no zero padding): at most
-    `max_rows` per channel, in ``TIME_DESIGN.n_blocks`` evenly spaced blocks when there are more (a sweep then
+    `max_rows` per channel, in ``DESIGN.n_blocks`` evenly spaced blocks when there are more (a sweep then
     contributes all its frequencies), from the first sample where the dry is not silent to at most
     `max_span` samples later. All filtering runs from the start of the audio, from rest, as the effect
     did, so it is exact. The wet is divided by a gain per channel (`gain`: first the ratio of RMS
@@ -590,10 +570,10 @@ class _LaggedPair:
     difference does not bias the designs: they are level-invariant, like the loss.
     """
 
-    def __init__(self, dry, wet, max_rows=TIME_DESIGN.max_rows, max_span=TIME_DESIGN.max_span):
+    def __init__(self, dry, wet, max_rows=DESIGN.max_rows, max_span=DESIGN.max_span):
         self.dry = dry.reshape(-1, dry.shape[-1])
         self.wet = wet.reshape(-1, wet.shape[-1])
-        loud = np.flatnonzero(np.max(np.abs(self.dry), axis=0) > TIME_DESIGN.onset_level * np.max(np.abs(self.dry)))
+        loud = np.flatnonzero(np.max(np.abs(self.dry), axis=0) > DESIGN.onset_level * np.max(np.abs(self.dry)))
         self.onset = int(loud[0]) if loud.size else 0
         self.max_rows, self.max_span = max_rows, max_span
         span = slice(self.onset, self.onset + max_span)
@@ -610,8 +590,8 @@ class _LaggedPair:
             return []
         if stop - first <= self.max_rows:
             return [(first, stop)]
-        length = self.max_rows // TIME_DESIGN.n_blocks
-        starts = np.linspace(first, stop - length, TIME_DESIGN.n_blocks).round().astype(int)
+        length = self.max_rows // DESIGN.n_blocks
+        starts = np.linspace(first, stop - length, DESIGN.n_blocks).round().astype(int)
         return [(int(a), int(a) + length) for a in starts]
 
     def gram(self, y_order, x_lags, *, warp=0.0, poles=None, gain=None):
@@ -644,8 +624,8 @@ class _LaggedPair:
         size = y_order + 1 + x_hi - x_lo + 1
         gram = np.zeros((size, size))
         for first, last in blocks:
-            for p in range(first, last, TIME_DESIGN.chunk):
-                q = min(p + TIME_DESIGN.chunk, last)
+            for p in range(first, last, DESIGN.chunk):
+                q = min(p + DESIGN.chunk, last)
                 for channel in range(ys.shape[0]):
                     rows = np.concatenate([y_cols[channel, p - y_offset : q - y_offset],
                                            x_cols[channel, p - x_offset : q - x_offset]], axis=1)
@@ -728,7 +708,7 @@ def _solve_equation_error(gram, *, y_order, x_lo, order, delays, polarity, instr
     if instrumental:
         # Whitening by (Z^T Z)^(-1/2); directions of Z that are numerically dependent are left out.
         eigval, eigvec = np.linalg.eigh(gram[y_order + 1 :, y_order + 1 :])
-        keep = eigval > TIME_DESIGN.iv_rcond * eigval[-1]
+        keep = eigval > DESIGN.iv_rcond * eigval[-1]
         projected = gram[:, y_order + 1 :] @ (eigvec[:, keep] / np.sqrt(eigval[keep]))
         metric = projected @ projected.T
     else:
@@ -787,8 +767,8 @@ def _z_poles(v_poles, warp):
 
 def _denominator_rows(z_poles):
     """Rows ``[1, d, c]`` of every complex pair (upper half-plane pole) and ``[1, -p, 0]`` of every real pole."""
-    upper = z_poles[z_poles.imag > TIME_DESIGN.imag_tolerance]
-    reals = z_poles[np.abs(z_poles.imag) <= TIME_DESIGN.imag_tolerance].real
+    upper = z_poles[z_poles.imag > DESIGN.real_root_tolerance]
+    reals = z_poles[np.abs(z_poles.imag) <= DESIGN.real_root_tolerance].real
     return np.concatenate([np.stack([np.ones(len(upper)), -2.0 * upper.real, np.abs(upper) ** 2], axis=1),
                            np.stack([np.ones(len(reals)), -reals, np.zeros(len(reals))], axis=1)])
 
@@ -832,15 +812,15 @@ def _sections_from_v_poles(v_poles, warp, *, structure, ranges, fs):
     section with coefficient -p, p its z-plane pole (clipped to the ranges by `Layout.t_from`).
     """
     sections2 = []
-    for q in v_poles[v_poles.imag > TIME_DESIGN.imag_tolerance]:
+    for q in v_poles[v_poles.imag > DESIGN.real_root_tolerance]:
         section_warp = warp
         if warp == 0.0 and structure == "warped" and abs(q) >= ranges.radius_limit(fs):
-            grid = np.linspace(-1.0, 1.0, TIME_DESIGN.warp_grid) * 0.999 * ranges.warp_max
+            grid = np.linspace(-1.0, 1.0, DESIGN.warp_grid) * 0.999 * ranges.warp_max
             section_warp = float(grid[np.argmin(np.abs((q + grid) / (1.0 + grid * q)))])
             q = (q + section_warp) / (1.0 + section_warp * q)
         radius = min(abs(q), ranges.radius_limit(fs))  # `Layout.t_from` keeps it inside the open range
         sections2.append((radius, abs(np.angle(q)) * fs / (2 * np.pi), section_warp))
-    reals = v_poles[np.abs(v_poles.imag) <= TIME_DESIGN.imag_tolerance]
+    reals = v_poles[np.abs(v_poles.imag) <= DESIGN.real_root_tolerance]
     coefs1 = list(-_z_poles(reals, warp).real)
     return sections2, coefs1
 
@@ -880,7 +860,7 @@ class _DesignScore:
                 error2, gain2 = self.pair.output_error(z_poles, delay, polarity, self.blocks, anticausal=flags)
                 if error2 < error:
                     error, gain, two_sided = error2, gain2, True
-        penalised = error * (1.0 + TIME_DESIGN.order_penalty * order) + TIME_DESIGN.order_tiebreak * order
+        penalised = error * (1.0 + DESIGN.order_penalty * order) + DESIGN.order_tiebreak * order
         return penalised, gain, two_sided
 
 
@@ -898,22 +878,22 @@ def _screened_designs(gram, delays, x_lo, *, polarities, orders, y_order):
     for polarity in polarities:
         for order in orders:
             a, residual = _solve_equation_error(gram, y_order=y_order, x_lo=x_lo, order=order, delays=delays,
-                                                polarity=polarity, instrumental=True, n_gain=TIME_DESIGN.gain_iter)
+                                                polarity=polarity, instrumental=True, n_gain=DESIGN.gain_iter)
             designs += [(order, int(delays[i]), polarity, a[i], 0.0)
-                        for i in np.argsort(residual)[: TIME_DESIGN.n_delays]]
+                        for i in np.argsort(residual)[: DESIGN.n_delays]]
     return designs
 
 
 def _warped_designs(pair, delays, *, polarities, orders, max_order):
-    """``(order, delay, polarity, a, warp)`` on the warped delays `TIME_DESIGN.warps` (plain least squares)."""
+    """``(order, delay, polarity, a, warp)`` on the warped delays `DESIGN.start_warps` (plain least squares)."""
     designs = []
-    for warp in TIME_DESIGN.warps:
+    for warp in DESIGN.start_warps:
         for delay in delays:
             warped_gram = pair.gram(max_order, (delay, delay + max_order), warp=warp)
             for polarity in polarities:
                 for order in orders:
                     a, _ = _solve_equation_error(warped_gram, y_order=max_order, x_lo=delay, order=order,
-                                                 delays=[delay], polarity=polarity, n_gain=TIME_DESIGN.gain_iter)
+                                                 delays=[delay], polarity=polarity, n_gain=DESIGN.gain_iter)
                     designs.append((order, delay, polarity, a[0], warp))
     return designs
 
@@ -927,7 +907,7 @@ def _steiglitz_mcbride(pair, score, scored_design):
     """
     error, gain, two_sided, order, delay, polarity, a, warp = scored_design
     best_error, best_a, best_two_sided = error, a, two_sided
-    for _ in range(TIME_DESIGN.sm_iter):
+    for _ in range(DESIGN.sm_iter):
         sm_gram = pair.gram(order, (delay, delay + order), warp=warp, poles=score.v_poles(a, warp), gain=gain)
         a = _solve_equation_error(sm_gram, y_order=order, x_lo=delay, order=order, delays=[delay],
                                   polarity=polarity)[0][0]
@@ -950,20 +930,20 @@ def time_equation_error_starts(dry, wet, est, *, n_sections, n_first_order, stru
     linear, and the equation error is a biased estimate of it on noisy or non-allpass data [2]_.
 
     1. **Screening.** For every allpass order :math:`N \le N_{max} = 2 \cdot` `n_sections` +
-       `n_first_order` + 1 (at most ``TIME_DESIGN.max_order``), both polarities and every bulk delay D
+       `n_first_order` + 1 (at most ``DESIGN.max_order``), both polarities and every bulk delay D
        from :math:`\hat D - 2N_{max} - 2` to :math:`\hat D + 2` (:math:`\hat D` the GCC-PHAT delay,
        which the dispersion of an allpass biases upwards), a solve with instrumental variables (the
        lagged dry samples [4]_, which keep noise on the wet from biasing it), alternated
-       ``TIME_DESIGN.gain_iter`` times with the gain, gives the denominator; all come from one Gram
-       matrix of lagged samples. The ``TIME_DESIGN.n_delays`` delays of every (order, polarity) with the
+       ``DESIGN.gain_iter`` times with the gain, gives the denominator; all come from one Gram
+       matrix of lagged samples. The ``DESIGN.n_delays`` delays of every (order, polarity) with the
        lowest equation error are kept.
     2. **Warped designs** (structure ``"warped"``): the same on the warped delay V with warps
-       ``TIME_DESIGN.warps``, for the ``TIME_DESIGN.n_warp_delays`` best delays of step 1 (plain least
+       ``DESIGN.start_warps``, for the ``DESIGN.n_warp_delays`` best delays of step 1 (plain least
        squares). Warping spreads poles crowded near z = 1, where the plain design is numerically
        singular, and its roots are warped sections directly.
     3. **Ranking** by output error (the model run on the dry) times
        :math:`1 + 0.05 N`: low orders first among near-equal errors.
-    4. **Steiglitz-McBride** [3]_. The best designs get ``TIME_DESIGN.sm_iter`` iterations: both signals
+    4. **Steiglitz-McBride** [3]_. The best designs get ``DESIGN.sm_iter`` iterations: both signals
        are filtered by :math:`1/A` of the previous solution and the plain system is solved again,
        which turns the equation error :math:`A e` into the output error e to first order; the iterate
        with the lowest output error is kept.
@@ -971,7 +951,7 @@ def time_equation_error_starts(dry, wet, est, *, n_sections, n_first_order, stru
        roots at z = 0 (unwarped) are one-sample delays and join the bulk delay; the rest become
        sections. Designs with more than `n_sections` complex pairs are dropped. The Thiran section of
        the layout is set to exactly one sample. Step 4 and 5 run down the ranking until
-       ``TIME_DESIGN.n_candidates`` starts are made.
+       ``DESIGN.n_candidates`` starts are made.
 
     With ``anticausal=True`` every design is also scored with its roots outside the unit circle kept
     as anticausal sections (same bulk delay); a two-sided design is returned in both variants.
@@ -1034,7 +1014,7 @@ def time_equation_error_starts(dry, wet, est, *, n_sections, n_first_order, stru
     """
     if structure == "stretched":
         return []
-    max_order = min(2 * n_sections + n_first_order + 1, TIME_DESIGN.max_order)
+    max_order = min(2 * n_sections + n_first_order + 1, DESIGN.max_order)
     # Largest pole radius of an unwarped design the structure realises (warped sections reach closer to
     # |z| = 1); a warped design's roots are section poles, bounded by r_max.
     r_max = ranges.radius_limit(fs)
@@ -1051,7 +1031,7 @@ def time_equation_error_starts(dry, wet, est, *, n_sections, n_first_order, stru
     designs = _screened_designs(gram, delays, x_lags[0], polarities=polarities, orders=orders, y_order=max_order)
     scored = sorted(((*score(*design), *design) for design in designs), key=lambda item: item[0])
     if structure == "warped":
-        warp_delays = list(dict.fromkeys(delay for _, _, _, _, delay, *_ in scored))[: TIME_DESIGN.n_warp_delays]
+        warp_delays = list(dict.fromkeys(delay for _, _, _, _, delay, *_ in scored))[: DESIGN.n_warp_delays]
         scored += [(*score(*design), *design) for design in _warped_designs(
             pair, warp_delays, polarities=polarities, orders=orders, max_order=max_order)]
         scored.sort(key=lambda item: item[0])
@@ -1067,7 +1047,7 @@ def time_equation_error_starts(dry, wet, est, *, n_sections, n_first_order, stru
         variants = [score.outside(best_a), np.zeros(len(poles), dtype=bool)] if best_two_sided else [None]
         made = [_start_layout(poles, flags, warp, delay, polarity, **shape) for flags in variants]
         starts += [(best_error, *item) for item in made if item is not None]
-        if len(starts) >= TIME_DESIGN.n_candidates:
+        if len(starts) >= DESIGN.n_candidates:
             break
     starts.sort(key=lambda item: item[0])
     return [(layout, t) for _, layout, t in starts]
@@ -1104,7 +1084,7 @@ def time_equation_error_ladder(dry, wet, est, *, n_sections, n_first_order, anti
     With a fixed `n_sections`, the starts of `time_equation_error_starts` (for both kinds, two-sided first,
     when `anticausal`). With None the next rung's designs (its orders only) are added while the best
     start's null on the whole audio (`null_on_audio`) deepens by at least `margin_db`, and not once a
-    start is already exact (``TIME_DESIGN.exact_null_db``).
+    start is already exact (``DESIGN.exact_null_db``).
 
     Examples
     --------
@@ -1142,7 +1122,7 @@ def time_equation_error_ladder(dry, wet, est, *, n_sections, n_first_order, anti
     best = min(null(layout, t) for layout, t in starts)
     kept = rungs[0]
     for previous, n in zip(rungs, rungs[1:]):
-        if best <= TIME_DESIGN.exact_null_db:
+        if best <= DESIGN.exact_null_db:
             break
         more = designs(n, 2 * previous + n_first_order + 2)
         found = min((null(layout, t) for layout, t in more), default=0.0)
@@ -1207,7 +1187,7 @@ def time_allpass_probe_db(dry, wet, est, orders, *, max_rows=2**14):
     for order in orders:
         with np.errstate(over="ignore", invalid="ignore"):  # singular systems (band-limited audio)
             a = _solve_equation_error(gram, y_order=top, x_lo=x_lags[0], order=order, delays=delays,
-                                      polarity=est.polarity, n_gain=TIME_DESIGN.gain_iter)[0]
+                                      polarity=est.polarity, n_gain=DESIGN.gain_iter)[0]
         coefs = np.column_stack([np.ones(len(delays)), a])  # a_0 = 1, ..., a_N per delay
         wet_side = np.zeros((len(delays), gram.shape[0]))
         wet_side[:, : order + 1] = coefs  # A(z) y: columns y[n - k]
@@ -1226,13 +1206,13 @@ def _start_layout(poles, flags, warp, delay, polarity, *, n_sections, structure,
     when it has more than `n_sections` complex pairs."""
     flags = np.zeros(len(poles), dtype=bool) if flags is None else np.asarray(flags, dtype=bool)
     if warp == 0.0:  # a pole at z = 0 is a one-sample delay (an advance if anticausal): bulk delay
-        at_origin = np.abs(poles) < TIME_DESIGN.origin
+        at_origin = np.abs(poles) < DESIGN.origin
         delay += int(np.count_nonzero(at_origin & ~flags)) - int(np.count_nonzero(at_origin & flags))
         poles, flags = poles[~at_origin], flags[~at_origin]
     sections2, coefs1 = _sections_from_v_poles(poles, warp, structure=structure, ranges=ranges, fs=fs)
     if len(sections2) > n_sections:
         return None
-    tolerance = TIME_DESIGN.imag_tolerance
+    tolerance = DESIGN.real_root_tolerance
     pairs, reals = poles.imag > tolerance, np.abs(poles.imag) <= tolerance
     flags = tuple(bool(f) for f in flags[pairs]) + tuple(bool(f) for f in flags[reals])
     layout = Layout(len(sections2), len(coefs1), structure, stretch, polarity, delay - 1, ranges, fs,

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._validate import valid_fs, valid_int
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay
-from .designs import (FREQUENCY_DESIGN, denominator_roots, equation_error_allpass, equation_error_phase_loss,
+from .designs import (DESIGN, denominator_roots, equation_error_allpass, equation_error_phase_loss,
                       group_delay_peaks, low_group_delay, sections_from_poles)
 from .exceptions import ParameterError
 from .filters import warped_frequency
@@ -448,12 +448,12 @@ def _equation_error_starts(problem, base, candidates, *, tau_shift, polarities, 
 
     M. Lang's design (`apfdsp.designs.equation_error_allpass`) for every order and delay candidate of
     `_delay_candidates`, both polarities, and with ``base.structure == "warped"`` on the warped axes
-    of `FREQUENCY_DESIGN.start_warps` too (those try the estimate and the group-delay floor only).
+    of `DESIGN.start_warps` too (those try the estimate and the group-delay floor only).
     Ranked by loss x (1 + 0.05 order) (docs/maths.md section 8.5). The designs of one order and warp
     are solved as one stack.
     """
     max_order = max(candidates)
-    warps = (0.0,) + (FREQUENCY_DESIGN.start_warps if base.structure == "warped" else ())
+    warps = (0.0,) + (DESIGN.start_warps if base.structure == "warped" else ())
     responses = {}  # (shift, frac_start, polarity) -> target with that delay and polarity taken out
     for shift, frac_start in dict.fromkeys(c for order_candidates in candidates.values() for c in order_candidates):
         total_delay = (shift or 0) + frac_start * (shift is not None)

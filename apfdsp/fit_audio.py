@@ -40,7 +40,7 @@ from autograd.misc.flatten import flatten
 
 from ._validate import valid_fs, valid_int, valid_pair, valid_range
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
-from .designs import (TIME_DESIGN, null_on_audio, time_allpass_probe_db, time_equation_error_ladder,
+from .designs import (DESIGN, null_on_audio, time_allpass_probe_db, time_equation_error_ladder,
                       warped_radius_bound)
 from .estimate import estimate, reduce_grid
 from .exceptions import AudioError, ParameterError
@@ -67,7 +67,7 @@ _DECAY_DB = 60.0  # the warm-up lets the slowest pole decay by this much
 _N_CHECKPOINTS = 10  # full-audio evaluations during training (the best one is kept)
 _N_EVAL_SEGMENTS = 16  # longer audio is evaluated on this many evenly spaced segments
 _LOG_SPACED_RADIUS = 0.7  # pole radius of the sections of the log-spaced start
-_EXACT_NULL_DB = TIME_DESIGN.exact_null_db  # a start whose null on the whole audio is below this is not trained
+_EXACT_NULL_DB = DESIGN.exact_null_db  # a start whose null on the whole audio is below this is not trained
 
 #: Rungs of the automatic order (``n_sections=None``): the largest number of second-order sections tried.
 SECTION_RUNGS = (3, 8, 16, 32)

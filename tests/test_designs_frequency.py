@@ -6,7 +6,7 @@ import pytest
 from scipy import signal
 
 from apfdsp.cascade import Allpass1, Allpass2, AllpassCascade
-from apfdsp.designs import (FREQUENCY_DESIGN, equation_error_allpass, equation_error_allpass_blas,
+from apfdsp.designs import (DESIGN, equation_error_allpass, equation_error_allpass_blas,
                             denominator_roots, equation_error_phase_loss, group_delay_peaks, low_group_delay,
                             sections_from_poles)
 from apfdsp.filters import warped_frequency
@@ -104,8 +104,8 @@ def test_sections_from_poles_reflects_and_flags(rng):
 def test_sections_from_poles_clips_the_radius():
     r_max = 0.99
     sections2, coefs1, _ = sections_from_poles(np.array([0.9999j, -0.9999j, 0.99995]), fs=FS, r_max=r_max)
-    assert sections2[0][0] == r_max ** FREQUENCY_DESIGN.section_decay_power
-    assert abs(coefs1[0]) == r_max ** FREQUENCY_DESIGN.section_decay_power
+    assert sections2[0][0] == r_max ** DESIGN.section_decay_power
+    assert abs(coefs1[0]) == r_max ** DESIGN.section_decay_power
 
 
 def test_low_group_delay_of_a_delay_plus_allpass():

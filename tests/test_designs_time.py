@@ -8,7 +8,7 @@ from scipy import signal
 
 from apfdsp.cascade import Allpass1, Allpass2, AllpassCascade, Delay
 from apfdsp.designs import (
-    TIME_DESIGN,
+    DESIGN,
     _allpass_sos,
     _bulk_delays,
     _DesignScore,
@@ -95,8 +95,8 @@ def test_allpass_inverse_and_section_maps(rng, warp):
 
 def test_constants_are_one_frozen_table():
     with pytest.raises(dataclasses.FrozenInstanceError):
-        TIME_DESIGN.sm_iter = 5
-    assert TIME_DESIGN.max_order == 2 * 32 + 2 and TIME_DESIGN.exact_null_db == -100.0
+        DESIGN.sm_iter = 5
+    assert DESIGN.max_order == 2 * 32 + 2 and DESIGN.exact_null_db == -100.0
 
 
 def test_warped_radius_bound_is_the_largest_z_radius(rng):
@@ -150,7 +150,7 @@ def test_design_score_output_error_and_penalty(rng):
     upper = np.array([0.9 * np.exp(2j * np.pi * 800.0 / FS), 0.5 * np.exp(2j * np.pi * 3000.0 / FS)])
     a_true = np.real(np.poly(np.r_[upper, upper.conj()]))[1:]
     error, gain, two_sided = score(4, 4, 1, a_true, 0.0)
-    assert error == pytest.approx(TIME_DESIGN.order_tiebreak * 4, abs=1e-20) and not two_sided
+    assert error == pytest.approx(DESIGN.order_tiebreak * 4, abs=1e-20) and not two_sided
     np.testing.assert_allclose(gain, 1.0)
     assert score(4, 4, 1, a_true * 0.9, 0.0)[0] > 1e-4
     assert score(4, 4, 1, np.full(4, np.inf), 0.0)[0] == np.inf
@@ -188,7 +188,7 @@ def test_starts_are_exact_on_audio_through_an_allpass(rng, structure):
     effect, dry, wet = _allpass_pair(rng)
     starts = time_equation_error_starts(dry, wet, estimate(dry, wet, fs=FS), n_sections=3, n_first_order=1,
                                         structure=structure, stretch=5, ranges=DEFAULT_RANGES, fs=FS)
-    assert 1 <= len(starts) <= TIME_DESIGN.n_candidates + 1
+    assert 1 <= len(starts) <= DESIGN.n_candidates + 1
     nulls = [null_on_audio(AllpassCascade(layout.cells(t), fs=FS), dry, wet) for layout, t in starts]
     assert nulls[0] < -100
     assert time_equation_error_starts(dry, wet, estimate(dry, wet, fs=FS), n_sections=3, n_first_order=1,
