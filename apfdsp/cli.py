@@ -376,6 +376,8 @@ def build_parser():
     >>> args.command, args.output, args.n_sections, callable(args.func)
     ('align', 'aligned.wav', 4, True)
     """
+    # One function on purpose (64 lines): the commands and their options read top to bottom, in the
+    # order `apfdsp --help` lists them.
     parser = _Parser(prog="apfdsp", description=_MAIN_DESCRIPTION, epilog=_MAIN_EPILOG,
                      formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"apfdsp {__version__}")
@@ -885,8 +887,40 @@ def _read_pair(args, progress):
     return dry, wet, fs, dry_info, wet_rate
 
 
+def _analyse(args, progress, audio_out, wet_out, dry_info, wet_info):
+    """Fit the pair of `_run_align`: the bounded-memory file route, or in memory (resampling, --shift wet).
+
+    Returns (result, dry, wet, fs, wet_rate, subtype, dry_info); with the file route and `audio_out`,
+    the aligned audio is already written.
+    """
+    subtype = getattr(args, "subtype", None)
+    if dry_info["samplerate"] == wet_info["samplerate"] and wet_out is None:
+        # Bounded memory: long files are analysed on an excerpt, output and metrics are streamed.
+        fs, wet_rate = dry_info["samplerate"], None
+        if subtype is None and audio_out is not None and _same_type(audio_out, args.dry):
+            subtype = dry_info["subtype"]
+        for role, path, info in (("DRY", args.dry, dry_info), ("WET", args.wet, wet_info)):
+            _check_rate(info["samplerate"], role, path)
+        try:
+            result, dry, wet = align_files(args.dry, args.wet, audio_out, subtype=subtype, stage=progress.stage,
+                                           callback=progress.fit_callback, strict=getattr(args, "strict", False),
+                                           **_fit_kwargs(args))
+        except ApfdspError:  # say what is wrong with the audio, if that is it
+            _check_material_file(args.dry, "DRY")
+            _check_material_file(args.wet, "WET")
+            raise
+        _check_verdict(args, result)
+    else:  # resampling, or --shift wet: in memory
+        dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
+        progress.stage("measuring delay, polarity and phase")
+        fit = align if audio_out is not None else fit_alignment
+        result = fit(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback)
+        _check_verdict(args, result)
+    return result, dry, wet, fs, wet_rate, subtype, dry_info
+
+
 def _run_align(args, *, command, audio_out, model_out, report, label):
-    """Shared body of align / fit / demo. Returns (record, notes)."""
+    """Shared body of align / fit / demo. Returns (record, notes, result, dry, wet, fs)."""
     start = time.perf_counter()
     wet_out = _wet_out_option(args)
     _check_outputs([("-o", audio_out, "audio"), ("--model-out" if command == "align" else "-o", model_out, "model"),
@@ -897,29 +931,9 @@ def _run_align(args, *, command, audio_out, model_out, report, label):
         dry_info, wet_info = audio_info(args.dry), audio_info(args.wet)
         if model_out is not None:
             _refuse_per_channel_model(args, dry_info["channels"], "--model-out" if command == "align" else "fit")
-        written, subtype = [], getattr(args, "subtype", None)
-        if dry_info["samplerate"] == wet_info["samplerate"] and wet_out is None:
-            # Bounded memory: long files are analysed on an excerpt, output and metrics are streamed.
-            fs, wet_rate = dry_info["samplerate"], None
-            if subtype is None and audio_out is not None and _same_type(audio_out, args.dry):
-                subtype = dry_info["subtype"]
-            for role, path, info in (("DRY", args.dry, dry_info), ("WET", args.wet, wet_info)):
-                _check_rate(info["samplerate"], role, path)
-            try:
-                result, dry, wet = align_files(args.dry, args.wet, audio_out, subtype=subtype, stage=progress.stage,
-                                               callback=progress.fit_callback, strict=getattr(args, "strict", False),
-                                               **_fit_kwargs(args))
-            except ApfdspError:  # say what is wrong with the audio, if that is it
-                _check_material_file(args.dry, "DRY")
-                _check_material_file(args.wet, "WET")
-                raise
-            _check_verdict(args, result)
-        else:  # resampling, or --shift wet: in memory
-            dry, wet, fs, dry_info, wet_rate = _read_pair(args, progress)
-            progress.stage("measuring delay, polarity and phase")
-            fit = align if audio_out is not None else fit_alignment
-            result = fit(dry, wet, fs=fs, **_fit_kwargs(args), callback=progress.fit_callback)
-            _check_verdict(args, result)
+        written = []
+        result, dry, wet, fs, wet_rate, subtype, dry_info = _analyse(args, progress, audio_out, wet_out, dry_info,
+                                                                     wet_info)
         drawn, wet_shift = result, _wet_shift(result.cascade) if wet_out is not None else 0
         if wet_shift:  # delay the wet instead of advancing the dry
             cascade = _without_advance(result.cascade, wet_shift)
