@@ -24,6 +24,8 @@ limit                      value               applies to
 ``model_delay_s``          60                  delay (or advance) of a model, in seconds
 ``model_pole_radius``      0.999999            largest pole radius of a model (a ring time of 1e6 samples)
 =========================  ==================  ==========================================================
+
+The boundary checks and the resource limits: docs/architecture.md, sections 2.1 and 3.3.
 """
 
 import numbers

@@ -4,6 +4,9 @@ The one-call entry point: estimate the bulk delay and polarity (GCC-PHAT), the r
 :math:`H = S_{yx}/S_{xx}` and its coherence (Welch), fit an allpass cascade to the phase of H, and
 filter the dry signal with it. The plain delay + polarity solution is kept whenever the allpass fit
 does not give a deeper null on the audio itself, so `align` never does worse than delay + polarity.
+
+Implements docs/maths.md, sections 6 (grid reduction), 7.2 (the polarity label) and 10.4; the data
+flow is docs/architecture.md, section 3.
 """
 
 import time

@@ -16,6 +16,9 @@ r"""Align audio files of any length in bounded memory: `align_files`.
 3. **Whole-file metrics from block-wise sums.** The null depth, mix loss and correlation before
    alignment, after delay + polarity and after alignment cover the whole files, accumulated block by
    block (`apfdsp.metrics.StreamingMixMeter`), and so do the residual delays (from the same sums).
+
+Implements docs/architecture.md, section 3.1 (steps 2, 6 and 7); the block-wise sums are
+docs/maths.md, section 10.1.
 """
 
 import contextlib

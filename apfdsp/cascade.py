@@ -1,4 +1,8 @@
-"""Allpass cells and `AllpassCascade`, the list-like container that filters audio with `sosfilt`."""
+"""Allpass cells and `AllpassCascade`, the list-like container that filters audio with `sosfilt`.
+
+Implements docs/maths.md, sections 1.3, 2.5, 2.6 (running a cascade), 3 and 4; its place in the
+package is docs/architecture.md, section 2.4.
+"""
 
 from dataclasses import dataclass, fields
 from typing import NamedTuple

@@ -39,6 +39,8 @@ chance (:math:`K_b` segments per block): near 0 for a time-invariant effect on s
 large when the effect's response moves (chorus, phaser, flanger). `pair_statistics` measures :math:`E`
 on long segments (``LONG_SEGMENT`` = 8192 samples at 48 kHz: a room's response fits in them) and
 :math:`E_s` and :math:`V` on short ones (``SHORT_SEGMENT`` = 2048, blocks of 4: 107 ms at 48 kHz).
+
+Implements docs/maths.md, section 7.1.
 """
 
 from dataclasses import dataclass

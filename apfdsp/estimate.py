@@ -11,6 +11,8 @@ and bundles them in one call (`estimate`). numpy and scipy only; every step is v
 
 Signals have time on the last axis, shape ``(..., n)``. A multichannel pair is analysed jointly: the
 cross-spectra of all channels are pooled (summed), and a mono `x` broadcasts against a stereo `y`.
+
+Implements docs/maths.md, sections 6 and 7.
 """
 
 from dataclasses import dataclass

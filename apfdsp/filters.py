@@ -32,6 +32,8 @@ References
 .. [1] A. R. Bargum, S. Serafin, C. Erkut and J. D. Parker, "Differentiable Allpass Filters for Phase
    Response Estimation and Automatic Signal Alignment", Proc. DAFx 2023, arXiv:2306.00860
    (Eqs. 1-2 traditional, Eqs. 3-5 warped and warped + stretched sections).
+
+Implements docs/maths.md, sections 1, 2 and 4 (the Thiran coefficient).
 """
 
 import autograd.numpy as anp

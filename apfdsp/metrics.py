@@ -4,6 +4,8 @@ All metrics compare an (aligned) dry signal `x` with a wet signal `y`, both of s
 on the last axis. Channel shapes broadcast (a mono `y` against a stereo `x`), multichannel sums run over
 channels as well, and signals of different lengths are compared over their common (shorter) length.
 numpy and scipy only.
+
+Implements docs/maths.md, section 10.
 """
 
 from typing import NamedTuple

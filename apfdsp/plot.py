@@ -7,6 +7,8 @@ new figure) and return the Axes; `model_figure` and `align_report` write a compl
 atomically (a failed save leaves no partial file behind).
 
 Frequency axes are logarithmic in Hz, from 20 Hz to fs/2.
+
+The curves are those of docs/maths.md, sections 1.3-1.4 and 10.1; docs/architecture.md, section 2.23.
 """
 
 import os

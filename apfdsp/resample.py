@@ -12,6 +12,8 @@ frequency of both rates the old model defines the target; above ``0.45 * min(...
 the new cascade. Going up in rate (48 kHz -> 96 kHz), the model's phase between 21.6 kHz and 48 kHz is
 whatever the fit produces; going down (192 kHz -> 48 kHz), everything the old model did above 21.6 kHz
 is dropped. The returned phase error is measured on the same grid.
+
+Implements docs/maths.md, section 8.6 (the refit); docs/architecture.md, section 2.17.
 """
 
 import dataclasses

@@ -174,6 +174,11 @@ def writes_anywhere(format, subtype):
     format, subtype : str
         libsndfile major format and subtype, upper case (as `apfdsp.audiofile.output_format` returns them).
 
+    Returns
+    -------
+    bool
+        Whether blocks may be written to such a file in any order.
+
     Examples
     --------
     >>> writes_anywhere("WAV", "PCM_24"), writes_anywhere("FLAC", "PCM_24")
@@ -534,6 +539,11 @@ def read_audio_blocks(path, block_size, *, start=0, frames=None):
         First frame read.
     frames : int, optional
         Number of frames read from `start` (default: to the end).
+
+    Yields
+    ------
+    numpy.ndarray
+        float64 block of shape (channels, frames), ``block_size`` frames except perhaps the last.
 
     Raises
     ------

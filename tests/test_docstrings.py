@@ -41,16 +41,13 @@ DOCS = ROOT / "docs"
 RESTRUCTURING_ALLOWANCE = frozenset({
     "apfdsp._validate",
     "apfdsp.align",
-    "apfdsp.align_files",
     "apfdsp.audiofile",
     "apfdsp.cascade",
     "apfdsp.confidence",
     "apfdsp.estimate",
     "apfdsp.filters",
     "apfdsp.metrics",
-    "apfdsp.plot",
     "apfdsp.resample",
-    "apfdsp.streaming",
 })
 
 # "docs/maths.md, section 9.4", "docs/maths.md sections 2.1 and 9.3", "docs/architecture.md, sections 3, 4"
