@@ -178,6 +178,14 @@ class DelayPeaks:
     candidates : tuple of (float, float)
         ``(delay_samples, peak)`` of the peaks within ``PRECEDENCE_DB`` of the strongest (the chosen one
         included), by increasing delay.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).standard_normal(16000)
+    >>> peaks = gcc_peaks(x, -np.r_[np.zeros(25), x][:16000], fs=16000)
+    >>> round(peaks.delay_samples, 3), round(peaks.peak, 2), peaks.choice
+    (25.0, -1.0, 'strongest')
     """
 
     delay_samples: float
@@ -774,6 +782,21 @@ class Estimate:
         How `gcc_peaks` chose the delay: ``"strongest"``, ``"earliest within 6 dB"`` or ``"latest within 6 dB"``.
     delay_candidates : tuple of (float, float)
         The competing correlation peaks ``(delay_samples, peak)`` (see `DelayPeaks`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import AllpassCascade, Allpass2, Delay
+    >>> x = np.random.default_rng(0).standard_normal(48000)
+    >>> effect = AllpassCascade([Allpass2(0.8, 1000.0), Delay(30.0)], fs=48000)
+    >>> est = estimate(x, effect(x), fs=48000)
+    >>> est.integer_delay, est.polarity, est.freqs.shape == est.H.shape == est.weights.shape
+    (30, 1, True)
+    >>> band = (est.freqs > 100) & (est.freqs < 10000)    # H is the response without the integer delay
+    >>> f = est.freqs[band]
+    >>> error = np.angle(est.H[band] * np.exp(-2j * np.pi * f / 48000 * est.integer_delay) / effect.response(f))
+    >>> bool(np.max(np.abs(error)) < 0.01)
+    True
     """
 
     delay_samples: float

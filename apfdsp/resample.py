@@ -47,6 +47,13 @@ class ResampleResult(NamedTuple):
     phase_error_rad : float
         RMS wrapped phase difference (rad) between the new and the old model on the log grid from
         20 Hz to ``0.45 * min(fs_old, fs_new)`` (every octave weighted equally).
+
+    Examples
+    --------
+    >>> from apfdsp import AllpassCascade, Allpass2, resample_cascade
+    >>> cascade, error = resample_cascade(AllpassCascade([Allpass2(0.8, 1000.0)], fs=48000), 96000)
+    >>> cascade.fs, bool(error < 1e-3)
+    (96000.0, True)
     """
 
     cascade: AllpassCascade
@@ -54,7 +61,26 @@ class ResampleResult(NamedTuple):
 
 
 def resample_grid(fs_old, fs_new, n=_N_FREQS):
-    """Log-spaced frequencies (Hz) on which `resample_cascade` matches the phase."""
+    """Log-spaced frequencies (Hz) on which `resample_cascade` matches the phase.
+
+    Parameters
+    ----------
+    fs_old, fs_new : float
+        Sample rates (Hz) of the model and of its resampled twin.
+    n : int
+        Number of frequencies.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Frequencies from 20 Hz to ``0.45 * min(fs_old, fs_new)``, log-spaced.
+
+    Examples
+    --------
+    >>> f = resample_grid(48000, 44100, n=4)
+    >>> float(f[0]), round(float(f[-1]), 6)        # 20 Hz to 0.45 * min(fs_old, fs_new)
+    (20.0, 19845.0)
+    """
     f_max = RESAMPLE_BAND_FRACTION * min(fs_old, fs_new)
     return np.geomspace(RESAMPLE_F_MIN_HZ, f_max, n)
 

@@ -44,10 +44,8 @@ RESTRUCTURING_ALLOWANCE = frozenset({
     "apfdsp.audiofile",
     "apfdsp.cascade",
     "apfdsp.confidence",
-    "apfdsp.estimate",
     "apfdsp.filters",
     "apfdsp.metrics",
-    "apfdsp.resample",
 })
 
 # "docs/maths.md, section 9.4", "docs/maths.md sections 2.1 and 9.3", "docs/architecture.md, sections 3, 4"
