@@ -59,7 +59,23 @@ PLAIN_SAMPLES = 2**22
 
 
 def json_depth(value):
-    """Nesting depth of a parsed JSON value (a scalar is 0), computed without recursion."""
+    """Nesting depth of a parsed JSON value (a scalar is 0), computed without recursion.
+
+    Parameters
+    ----------
+    value : object
+        A value as `json.loads` returns it (dicts, lists, scalars).
+
+    Returns
+    -------
+    int
+        0 for a scalar, 1 + the deepest child for a list or dict.
+
+    Examples
+    --------
+    >>> json_depth(3), json_depth([1, {"a": [2]}])
+    (0, 3)
+    """
     depth, level = 0, [(value, 0)]
     while level:
         item, d = level.pop()
@@ -72,7 +88,28 @@ def json_depth(value):
 
 
 def valid_fs(fs):
-    """Return `fs` as a positive finite float, or raise `ParameterError`."""
+    """Return `fs` as a positive finite float, or raise `ParameterError`.
+
+    Parameters
+    ----------
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    float
+        `fs` as a float.
+
+    Examples
+    --------
+    >>> valid_fs(48000)
+    48000.0
+    >>> try:
+    ...     valid_fs(float("nan"))
+    ... except ValueError as err:
+    ...     print(type(err).__name__)
+    ParameterError
+    """
     if isinstance(fs, bool) or not isinstance(fs, numbers.Real):
         raise ParameterError(f"fs must be a sample rate in Hz (a positive number), got {fs!r}")
     fs = float(fs)
@@ -82,7 +119,35 @@ def valid_fs(fs):
 
 
 def valid_int(value, name, *, minimum=None, maximum=None):
-    """Return `value` as an int within [minimum, maximum], or raise `ParameterError`."""
+    """Return `value` as an int within [minimum, maximum], or raise `ParameterError`.
+
+    Parameters
+    ----------
+    value : int
+        The value checked (bools and non-integral numbers are refused).
+    name : str
+        Name used in error messages.
+    minimum, maximum : int, optional
+        Inclusive bounds (default: none).
+
+    Returns
+    -------
+    int
+        `value` as a Python int.
+
+    Examples
+    --------
+    >>> valid_int(8, "n_sections", minimum=1, maximum=64)
+    8
+    >>> for bad in (True, 2.5, 0):
+    ...     try:
+    ...         valid_int(bad, "n_sections", minimum=1)
+    ...     except ValueError as err:
+    ...         print(type(err).__name__)
+    ParameterError
+    ParameterError
+    ParameterError
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ParameterError(f"{name} must be an integer, got {value!r}")
     value = int(value)
@@ -94,7 +159,34 @@ def valid_int(value, name, *, minimum=None, maximum=None):
 
 
 def valid_range(value, name, lo=-np.inf, hi=np.inf, *, lo_open=False, hi_open=False):
-    """Return `value` as a float inside the interval [lo, hi] (ends optionally open); it must be finite."""
+    """Return `value` as a float inside the interval [lo, hi] (ends optionally open); it must be finite.
+
+    Parameters
+    ----------
+    value : float
+        The value checked.
+    name : str
+        Name used in error messages.
+    lo, hi : float
+        Ends of the interval (default: the whole real line).
+    lo_open, hi_open : bool
+        Exclude that end from the interval.
+
+    Returns
+    -------
+    float
+        `value` as a float.
+
+    Examples
+    --------
+    >>> valid_range(0.5, "warp", -1.0, 1.0, lo_open=True, hi_open=True)
+    0.5
+    >>> try:
+    ...     valid_range(1.0, "warp", -1.0, 1.0, hi_open=True)
+    ... except ValueError as err:
+    ...     print(type(err).__name__)
+    ParameterError
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise ParameterError(f"{name} must be a finite real number, got {value!r}")
     value = float(value)
@@ -107,7 +199,31 @@ def valid_range(value, name, lo=-np.inf, hi=np.inf, *, lo_open=False, hi_open=Fa
 
 
 def valid_bool(value, name):
-    """Return `value` as a bool; only True and False (Python's or numpy's) are accepted."""
+    """Return `value` as a bool; only True and False (Python's or numpy's) are accepted.
+
+    Parameters
+    ----------
+    value : bool or numpy.bool_
+        The value checked.
+    name : str
+        Name used in error messages.
+
+    Returns
+    -------
+    bool
+        `value` as a Python bool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> valid_bool(np.True_, "causal")
+    True
+    >>> try:
+    ...     valid_bool(1, "causal")
+    ... except ValueError as err:
+    ...     print(type(err).__name__)
+    ParameterError
+    """
     if not isinstance(value, (bool, np.bool_)):
         raise ParameterError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -137,6 +253,16 @@ def valid_audio(x, *, name="x", min_samples=1, allow_silent=False):
         If `x` is not numeric.
     AudioError
         If `x` is empty, too short, not finite or silent.
+
+    Examples
+    --------
+    >>> valid_audio([0.5, -0.25, 0.0]).dtype
+    dtype('float64')
+    >>> try:
+    ...     valid_audio([0.0, 0.0])
+    ... except ValueError as err:
+    ...     print(type(err).__name__)
+    AudioError
     """
     arr = np.asarray(x)
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
@@ -222,6 +348,23 @@ def valid_sos(sos):
     """Check a second-order-section array; return ``(sos, n_sections)``.
 
     Raises `ParameterError` unless `sos` has shape ``(n, 6)``, is finite and has ``a0 == 1``.
+
+    Parameters
+    ----------
+    sos : array_like, shape (n_sections, 6)
+        Second-order sections, one ``[b0, b1, b2, a0, a1, a2]`` row each (scipy's layout).
+
+    Returns
+    -------
+    sos : ndarray of float64, shape (n_sections, 6)
+    n_sections : int
+
+    Examples
+    --------
+    >>> from scipy import signal
+    >>> sos, n = valid_sos(signal.butter(4, 0.2, output="sos"))
+    >>> sos.shape, n
+    ((2, 6), 2)
     """
     sos = np.atleast_2d(np.asarray(sos, dtype=np.float64))
     if sos.ndim != 2 or sos.shape[1] != 6:
@@ -234,7 +377,31 @@ def valid_sos(sos):
 
 
 def valid_freqs(freqs, *, fs, name="freqs"):
-    """Return a 1-D float64 frequency grid in Hz with every value in [0, fs/2]."""
+    """Return a 1-D float64 frequency grid in Hz with every value in [0, fs/2].
+
+    Parameters
+    ----------
+    freqs : array_like, shape (k,)
+        Frequencies in Hz.
+    fs : float
+        Sample rate in Hz.
+    name : str
+        Name used in error messages.
+
+    Returns
+    -------
+    ndarray of float64, shape (k,)
+
+    Examples
+    --------
+    >>> valid_freqs([0, 1000, 24000], fs=48000).tolist()
+    [0.0, 1000.0, 24000.0]
+    >>> try:
+    ...     valid_freqs([30000.0], fs=48000)
+    ... except ValueError as err:
+    ...     print(type(err).__name__)
+    ParameterError
+    """
     freqs = np.asarray(freqs, dtype=np.float64)
     if freqs.ndim != 1 or freqs.size == 0:
         raise ParameterError(f"{name} must be a non-empty 1-D array of frequencies in Hz, got shape {freqs.shape}")
