@@ -69,6 +69,13 @@ def second_order_denominator(pole_radius, fc_hz, *, fs):
     -------
     den : ndarray, shape (..., 2)
         ``[d, c]`` per section. Differentiable w.r.t. `pole_radius` and `fc_hz`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> den = second_order_denominator(np.array([0.5, 0.9]), np.array([8000.0, 0.0]), fs=48000)
+    >>> np.round(den, 12).tolist()   # one row [d, c] per section: d = -2 R cos(theta), c = R^2
+    [[-0.5, 0.25], [-1.8, 0.81]]
     """
     d = -2.0 * pole_radius * anp.cos(2.0 * np.pi * fc_hz / fs)
     c = pole_radius * pole_radius
@@ -91,6 +98,16 @@ def warped_frequency(w, warp=0.0, stretch=1):
     -------
     theta : ndarray, shape (S, F) (or (F,) for a scalar `warp`)
         Monotone increasing, ``theta(0) = 0`` and ``theta(pi) = K pi``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.array([0.0, np.pi / 2, np.pi])
+    >>> np.round(warped_frequency(w) / np.pi, 12).tolist()            # no warp: theta = omega
+    [0.0, 0.5, 1.0]
+    >>> theta = warped_frequency(w, warp=-0.5)                        # a < 0 stretches the low band
+    >>> bool(theta[1] > np.pi / 2), float(theta[2] / np.pi)
+    (True, 1.0)
     """
     kw = stretch * anp.asarray(w)
     a = anp.expand_dims(warp, -1) if anp.ndim(warp) else warp
@@ -209,7 +226,17 @@ defvjp_argnums(allpass_phase, _phase_vjp)
 def allpass_group_delay(w, den, warp=0.0, stretch=1):
     r"""Exact group delay of allpass sections in samples, one row per section.
 
-    Parameters are those of `allpass_phase`.
+    Parameters
+    ----------
+    w : array_like, shape (F,)
+        Digital frequencies in rad/sample, ``0 <= w <= pi``.
+    den : array_like, shape (S, M)
+        Denominator coefficients ``[d_1, ..., d_M]`` (M = 1 or 2) in the warped delay, poles inside the
+        unit circle (as for `allpass_phase`).
+    warp : array_like, shape (S,) or scalar
+        Warping coefficient a per section.
+    stretch : int
+        Stretch factor K shared by these sections.
 
     Returns
     -------
@@ -222,6 +249,16 @@ def allpass_group_delay(w, den, warp=0.0, stretch=1):
     :math:`\tfrac{\partial\phi}{\partial\theta} = -M + 2\Re(\sum_k k d_k z^k / D)` and
     :math:`\theta'(\omega) = K(1 - a^2)/(1 + 2a\cos K\omega + a^2)`. For a traditional section this is
     the sum over its poles :math:`re^{j\vartheta}` of :math:`(1 - r^2)/(1 - 2r\cos(\omega - \vartheta) + r^2)`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> w = np.linspace(0.1, 3.0, 7)
+    >>> den = np.array([[-1.2, 0.81]])                      # one second-order section
+    >>> _, tau = signal.group_delay(([0.81, -1.2, 1.0], [1.0, -1.2, 0.81]), w=w)
+    >>> bool(np.allclose(allpass_group_delay(w, den)[0], tau))
+    True
     """
     den_arr, warp_arr, z, d_poly, cos_kw, _ = _on_circle(w, den, warp, stretch)
     dtheta_dw = stretch * (1.0 - warp_arr**2) / (1.0 + 2.0 * warp_arr * cos_kw + warp_arr**2)
@@ -233,6 +270,21 @@ def thiran_coef(frac_delay):
 
     It has a group delay of exactly `frac_delay` samples at DC: :math:`b = (1 - d)/(1 + d)`.
     Stable for ``frac_delay > 0``; most accurate for 0.5 <= d <= 1.5.
+
+    Parameters
+    ----------
+    frac_delay : float
+        Delay d in samples (> 0).
+
+    Returns
+    -------
+    float
+        The coefficient b.
+
+    Examples
+    --------
+    >>> thiran_coef(1.0), round(thiran_coef(0.5), 12)     # b = (1 - d)/(1 + d)
+    (0.0, 0.333333333333)
     """
     return (1.0 - frac_delay) / (1.0 + frac_delay)
 
@@ -269,6 +321,17 @@ def allpass_section_sos(den, warp=0.0, stretch=1):
         zeros with `scipy.signal.zpk2sos` (never by expanding long polynomials): the poles are the K-th
         roots of the roots u of :math:`a_0 u^M + a_1 u^{M-1} + \dots` in :math:`u = z^K`, the zeros
         their conjugate reciprocals.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> sos = allpass_section_sos(np.array([-1.2, 0.81]), warp=0.3)
+    >>> w = np.linspace(0, np.pi, 5)
+    >>> _, h = signal.sosfreqz(sos, worN=w)
+    >>> phase = allpass_phase(w, np.array([[-1.2, 0.81]]), 0.3)[0]
+    >>> bool(np.allclose(np.abs(h), 1)), bool(np.allclose(h, np.exp(1j * phase)))
+    (True, True)
     """
     den = np.asarray(den, dtype=float)
     num, den_z = _warped_polys(den, warp)

@@ -43,7 +43,6 @@ RESTRUCTURING_ALLOWANCE = frozenset({
     "apfdsp.audiofile",
     "apfdsp.cascade",
     "apfdsp.confidence",
-    "apfdsp.filters",
     "apfdsp.metrics",
 })
 
