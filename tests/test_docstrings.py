@@ -42,7 +42,6 @@ RESTRUCTURING_ALLOWANCE = frozenset({
     "apfdsp.align",
     "apfdsp.audiofile",
     "apfdsp.cascade",
-    "apfdsp.confidence",
     "apfdsp.metrics",
 })
 
