@@ -159,7 +159,21 @@ class BinSums(NamedTuple):
     power_y: np.ndarray
 
     def totals(self):
-        """``(A, B)`` summed over frequency; AudioError when the pair shares no energy."""
+        r"""``(A, B)`` summed over frequency; AudioError when the pair shares no energy.
+
+        Returns
+        -------
+        A, B : float
+            :math:`\sum_f A(f)` and :math:`\sum_f B(f)` (docs/maths.md, section 10.1).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).standard_normal(8000)
+        >>> A, B = MixMeter(x, n=8000, fs=48000).cross_sums(-x).totals()   # an inversion: B = -A
+        >>> bool(np.isclose(B, -A)), mix_loss_db(-x, x, fs=48000)
+        (True, -200.0)
+        """
         A, B = float(self.magnitude.sum()), float(self.real.sum())
         if not A > 0:
             raise AudioError(
@@ -757,18 +771,89 @@ class MixMeter:
         self._y_spectrum = _metric_spectrum(self.y[..., :length], self.fs)
 
     def cross_sums(self, x):
-        """`BinSums` of `x` against the wet signal (see `mix_ratio`)."""
+        """`BinSums` of `x` against the wet signal (see `mix_ratio`).
+
+        Parameters
+        ----------
+        x : array_like, shape (..., n)
+            Candidate dry signal.
+
+        Returns
+        -------
+        BinSums
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> wet = np.random.default_rng(0).standard_normal(48000)
+        >>> meter = MixMeter(wet, n=48000, fs=48000)
+        >>> sums = meter.cross_sums(0.5 * wet)
+        >>> meter.null_db(0.5 * wet, sums=sums) == null_depth_db(0.5 * wet, wet, fs=48000)
+        True
+        >>> meter.report(-wet)["null_db"], meter.report(-wet)["mix_loss_db"]
+        (0.0, -200.0)
+        """
         if np.shape(x)[-1] != self.n:
             raise ParameterError(f"this MixMeter measures signals of {self.n} samples, got {np.shape(x)[-1]}")
         return _cross_sums(x, self.y, self.fs, y_spectrum=self._y_spectrum)
 
     def null_db(self, x, *, sums=None):
-        """`null_depth_db` of `x` against the wet signal; `sums` from `cross_sums` if already known."""
+        """`null_depth_db` of `x` against the wet signal; `sums` from `cross_sums` if already known.
+
+        Parameters
+        ----------
+        x : array_like, shape (..., n)
+            Candidate dry signal.
+        sums : BinSums, optional
+            ``self.cross_sums(x)``, when already computed.
+
+        Returns
+        -------
+        float
+            Null depth in dB (negative: a deeper null).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> wet = np.random.default_rng(0).standard_normal(48000)
+        >>> meter = MixMeter(wet, n=48000, fs=48000)
+        >>> sums = meter.cross_sums(0.5 * wet)
+        >>> meter.null_db(0.5 * wet, sums=sums) == null_depth_db(0.5 * wet, wet, fs=48000)
+        True
+        >>> meter.report(-wet)["null_db"], meter.report(-wet)["mix_loss_db"]
+        (0.0, -200.0)
+        """
         sums = self.cross_sums(x) if sums is None else sums
         return _db(_null(*sums.totals()))
 
     def report(self, x, *, max_delay_s=0.01, sums=None):
-        """`mix_report` of `x` against the wet signal; `sums` from `cross_sums` if already known."""
+        """`mix_report` of `x` against the wet signal; `sums` from `cross_sums` if already known.
+
+        Parameters
+        ----------
+        x : array_like, shape (..., n)
+            Candidate dry signal.
+        max_delay_s : float
+            Largest residual delay searched, in seconds (as `mix_report`).
+        sums : BinSums, optional
+            ``self.cross_sums(x)``, when already computed.
+
+        Returns
+        -------
+        dict
+            The keys and values of `mix_report`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> wet = np.random.default_rng(0).standard_normal(48000)
+        >>> meter = MixMeter(wet, n=48000, fs=48000)
+        >>> sums = meter.cross_sums(0.5 * wet)
+        >>> meter.null_db(0.5 * wet, sums=sums) == null_depth_db(0.5 * wet, wet, fs=48000)
+        True
+        >>> meter.report(-wet)["null_db"], meter.report(-wet)["mix_loss_db"]
+        (0.0, -200.0)
+        """
         return _report(self.cross_sums(x) if sums is None else sums, x, self.y, self.fs, max_delay_s)
 
 
@@ -842,7 +927,31 @@ class StreamingMixMeter:
         self._yy = 0.0
 
     def add(self, wet, candidates):
-        """Add the next block of the wet signal and of each candidate (all of one length)."""
+        """Add the next block of the wet signal and of each candidate (all of one length).
+
+        Parameters
+        ----------
+        wet : array_like, shape (..., b)
+            Next block of the wet signal.
+        candidates : list of array_like, shape (..., b)
+            Next block of each of the ``n_candidates`` dry signals, in order.
+
+        Examples
+        --------
+        Fed block by block, the sums equal the in-memory ones to rounding:
+
+        >>> import numpy as np
+        >>> wet, dry = np.random.default_rng(0).standard_normal((2, 20000))
+        >>> meter = StreamingMixMeter(20000, fs=48000, n_candidates=2)
+        >>> for start in range(0, 20000, 4096):
+        ...     block = slice(start, start + 4096)
+        ...     meter.add(wet[block], [dry[block], wet[block]])
+        >>> streamed, whole = meter.sums(0), MixMeter(wet, n=20000, fs=48000).cross_sums(dry)
+        >>> bool(np.allclose(streamed.totals(), whole.totals()))
+        True
+        >>> meter.report(1)["null_db"]
+        -200.0
+        """
         wet = np.asarray(wet, dtype=float)
         candidates = [np.asarray(c, dtype=float) for c in candidates]
         if len(candidates) != self.n_candidates or any(c.shape[-1] != wet.shape[-1] for c in candidates):
@@ -889,14 +998,69 @@ class StreamingMixMeter:
             self._push([np.zeros(buf.shape[:-1] + (pad,)) for buf in self._buffers])
 
     def sums(self, k):
-        """`BinSums` of candidate `k` (see `MixMeter.cross_sums`), after every block was added."""
+        """`BinSums` of candidate `k` (see `MixMeter.cross_sums`), after every block was added.
+
+        Parameters
+        ----------
+        k : int
+            Index of the candidate (0 to ``n_candidates - 1``).
+
+        Returns
+        -------
+        BinSums
+
+        Examples
+        --------
+        Fed block by block, the sums equal the in-memory ones to rounding:
+
+        >>> import numpy as np
+        >>> wet, dry = np.random.default_rng(0).standard_normal((2, 20000))
+        >>> meter = StreamingMixMeter(20000, fs=48000, n_candidates=2)
+        >>> for start in range(0, 20000, 4096):
+        ...     block = slice(start, start + 4096)
+        ...     meter.add(wet[block], [dry[block], wet[block]])
+        >>> streamed, whole = meter.sums(0), MixMeter(wet, n=20000, fs=48000).cross_sums(dry)
+        >>> bool(np.allclose(streamed.totals(), whole.totals()))
+        True
+        >>> meter.report(1)["null_db"]
+        -200.0
+        """
         if self._seen < self.n:
             raise ParameterError(f"only {self._seen} of the announced {self.n} samples were added")
         self._finish()
         return self._sums[k]
 
     def report(self, k, *, max_delay_s=0.01):
-        """`mix_report` of candidate `k`."""
+        """`mix_report` of candidate `k`.
+
+        Parameters
+        ----------
+        k : int
+            Index of the candidate (0 to ``n_candidates - 1``).
+        max_delay_s : float
+            Largest residual delay searched, in seconds (as `mix_report`).
+
+        Returns
+        -------
+        dict
+            The keys and values of `mix_report`, for the whole signals.
+
+        Examples
+        --------
+        Fed block by block, the sums equal the in-memory ones to rounding:
+
+        >>> import numpy as np
+        >>> wet, dry = np.random.default_rng(0).standard_normal((2, 20000))
+        >>> meter = StreamingMixMeter(20000, fs=48000, n_candidates=2)
+        >>> for start in range(0, 20000, 4096):
+        ...     block = slice(start, start + 4096)
+        ...     meter.add(wet[block], [dry[block], wet[block]])
+        >>> streamed, whole = meter.sums(0), MixMeter(wet, n=20000, fs=48000).cross_sums(dry)
+        >>> bool(np.allclose(streamed.totals(), whole.totals()))
+        True
+        >>> meter.report(1)["null_db"]
+        -200.0
+        """
         sums = self.sums(k)
         A, B = sums.totals()
         den = np.sqrt(self._xx[k] * self._yy)

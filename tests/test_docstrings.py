@@ -42,7 +42,6 @@ RESTRUCTURING_ALLOWANCE = frozenset({
     "apfdsp.align",
     "apfdsp.audiofile",
     "apfdsp.cascade",
-    "apfdsp.metrics",
 })
 
 # "docs/maths.md, section 9.4", "docs/maths.md sections 2.1 and 9.3", "docs/architecture.md, sections 3, 4"
