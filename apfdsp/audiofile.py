@@ -199,6 +199,11 @@ def libsndfile_os_errors(path):
         The file being read or written (its directory is checked for free space when libsndfile
         leaves no errno).
 
+    Yields
+    ------
+    None
+        The body of the ``with`` statement runs with the translation in place.
+
     Examples
     --------
     Any other error of libsndfile is raised as it is:
@@ -226,6 +231,15 @@ def libsndfile_os_errors(path):
 def same_file(a, b):
     """True when paths `a` and `b` name the same file (or would, once `a` exists).
 
+    Parameters
+    ----------
+    a, b : str or os.PathLike
+        Paths; `a` need not exist.
+
+    Returns
+    -------
+    bool
+
     Examples
     --------
     >>> same_file("a.wav", "./a.wav")
@@ -244,6 +258,16 @@ def is_special_file(path):
 
     Such a file cannot be replaced by a rename, and cannot be written at any position: the writers
     write it directly and in order.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any path (it need not exist).
+
+    Returns
+    -------
+    bool
+        False for a regular file, a directory or a missing path.
 
     Examples
     --------
@@ -294,6 +318,16 @@ def _check_output_path(path, inputs):
 def check_output_name(path):
     """Refuse (`OutputError`), before any work, a file name longer than its directory's file system allows.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file to be written.
+
+    Raises
+    ------
+    OutputError
+        If the last component of `path` is longer than the file system's limit for a name.
+
     Examples
     --------
     >>> check_output_name("a" * 300 + ".wav")
@@ -320,6 +354,16 @@ def disk_fd(path):
 
     The descriptor is opened read-only and closed when the context ends; the streaming writers use
     it to hand written blocks to the disk at once.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file that exists (a regular file or a special one such as /dev/null).
+
+    Yields
+    ------
+    int or None
+        The open descriptor, or None when `path` is not a regular file.
 
     Examples
     --------
@@ -505,6 +549,15 @@ def output_format(path, format, subtype, *, default_subtype=None):
 def subtype_clips(subtype):
     """True when samples of libsndfile `subtype` are fixed-point, so that values beyond [-1, 1] clip.
 
+    Parameters
+    ----------
+    subtype : str
+        libsndfile subtype, upper case (``"PCM_24"``, ``"FLOAT"``, ...).
+
+    Returns
+    -------
+    bool
+
     Examples
     --------
     >>> subtype_clips("PCM_24"), subtype_clips("FLOAT"), subtype_clips("VORBIS")
@@ -518,6 +571,15 @@ def warn_clipping(path, subtype, peak):
 
     The warning points at the caller of the function that calls this one (``stacklevel=3``): the
     user's call of `write_audio` or `apply_file`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file, as named in the warning.
+    subtype : str
+        Its libsndfile subtype.
+    peak : float
+        Largest absolute sample value written.
 
     Examples
     --------
@@ -836,6 +898,20 @@ def write_audio(path, x, fs, *, subtype=None, format=None, inputs=()):
 def write_text(path, text, *, inputs=()):
     """Write `text` (UTF-8) to `path` atomically; never over one of `inputs`.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; replaced by a rename once it is written in full.
+    text : str
+        Content.
+    inputs : sequence of str or os.PathLike
+        Files `path` must not be (an `OutputError` otherwise).
+
+    Returns
+    -------
+    str
+        `path` as a str.
+
     Examples
     --------
     >>> import os, tempfile
@@ -853,6 +929,16 @@ def write_text(path, text, *, inputs=()):
 
 def audio_info(path):
     """``subtype``, ``format``, ``channels``, ``samplerate`` and ``frames`` of an audio file, without reading it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Audio file.
+
+    Returns
+    -------
+    dict
+        ``subtype`` and ``format`` (libsndfile names, str), ``channels``, ``samplerate`` and ``frames`` (int).
 
     Raises
     ------
