@@ -83,6 +83,16 @@ class AlignResult:
         stronger reflections).
     delay_candidates : tuple of (float, float)
         The competing correlation peaks ``(delay_samples, peak)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import AllpassCascade, Allpass2, Delay, align
+    >>> dry = np.random.default_rng(0).standard_normal(24000)
+    >>> wet = AllpassCascade([Allpass2(0.8, 800.0), Delay(7.0)], fs=48000)(dry)
+    >>> result = align(dry, wet, fs=48000, n_sections=1)   # a given order: no order ladder
+    >>> result.method, round(result.delay_samples), result.confidence, result.aligned.shape
+    ('allpass', 7, 'related', (24000,))
     """
 
     aligned: np.ndarray
@@ -121,6 +131,24 @@ class AlignResult:
 
         ``null_db_*`` are phase-only nulls (`apfdsp.metrics.null_depth_db`), ``broadband_null_db_*``
         the nulls a DAW's polarity-flip-and-sum shows (`apfdsp.metrics.broadband_null_db`).
+
+        Returns
+        -------
+        dict
+            Plain str, int, float, bool, None and lists of them (`json.dumps` writes it as it is): the method,
+            delay, polarity, confidence, warnings and the metrics before and after alignment.
+
+        Examples
+        --------
+        >>> import json
+        >>> import numpy as np
+        >>> from apfdsp import AllpassCascade, Delay, Polarity, align
+        >>> dry = np.random.default_rng(0).standard_normal(24000)
+        >>> wet = AllpassCascade([Delay(12.0), Polarity(-1)], fs=48000)(dry)
+        >>> result = align(dry, wet, fs=48000, n_sections=1)
+        >>> summary = result.summary()
+        >>> round(summary["delay_samples"], 3), summary["polarity_label"], json.loads(json.dumps(summary)) == summary
+        (12.0, 'inverted', True)
         """
         cascades = self.cascade if isinstance(self.cascade, list) else [self.cascade]
         sections = [_n_sections(cas) for cas in cascades]
@@ -152,6 +180,17 @@ def _n_sections(cascade):
 
 def method_label(method, n_sections):
     """The method as the summary prints it: ``"delay+polarity"`` or ``"allpass (N sections)"``.
+
+    Parameters
+    ----------
+    method : str
+        ``"allpass"`` or ``"delay+polarity"`` (`AlignResult.method`).
+    n_sections : int
+        Number of allpass sections of the model.
+
+    Returns
+    -------
+    str
 
     Examples
     --------
