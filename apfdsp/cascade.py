@@ -55,6 +55,22 @@ class Allpass2:
         stable realisation of an allpass whose poles lie outside the unit circle, at
         1/conj(p), and is what lets a cascade follow the phase of a minimum-phase filter
         (a high-pass, a peaking EQ) that no causal allpass can follow.
+
+    Examples
+    --------
+    The section is an allpass whose phase falls by 2 pi from DC to Nyquist; its SOS agree with scipy:
+
+    >>> import numpy as np
+    >>> from scipy import signal
+    >>> cascade = AllpassCascade([Allpass2(0.9, 1000.0)], fs=48000)
+    >>> f = np.array([0.0, 1000.0, 24000.0])
+    >>> np.round(cascade.phase(f)[[0, 2]] / np.pi, 6).tolist()
+    [0.0, -2.0]
+    >>> _, h = signal.sosfreqz(cascade.sos, worN=f, fs=48000)
+    >>> bool(np.allclose(h, cascade.response(f))), bool(np.allclose(np.abs(h), 1))
+    (True, True)
+    >>> Allpass2(0.9, 1000.0, warp=-0.5).structure, Allpass2(0.9, 1000.0, anticausal=True).order
+    ('warped', 2)
     """
 
     pole_radius: float
@@ -71,10 +87,28 @@ class Allpass2:
         object.__setattr__(self, "anticausal", valid_bool(self.anticausal, "anticausal"))
 
     order = property(lambda self: 2 * self.stretch, doc="Order of the section (2K).")
-    structure = property(lambda self: _structure(self.warp, self.stretch))
+    structure = property(lambda self: _structure(self.warp, self.stretch),
+                         doc='"traditional", "warped" or "warped+stretched".')
 
     def den(self, fs):
-        """Denominator coefficients ``[d, c]`` in the warped delay."""
+        r"""Denominator coefficients ``[d, c]`` in the warped delay.
+
+        Parameters
+        ----------
+        fs : float
+            Sample rate in Hz.
+
+        Returns
+        -------
+        ndarray, shape (2,)
+            ``[d, c]`` with :math:`d = -2R\cos(2\pi f_c/f_s)`, :math:`c = R^2` (docs/maths.md, section 1.1).
+
+        Examples
+        --------
+        >>> d, c = Allpass2(0.5, 8000.0).den(48000)   # pole pair 0.5 exp(+-j pi/3): d = -2 R cos(pi/3)
+        >>> round(float(d), 12), float(c)
+        (-0.5, 0.25)
+        """
         return second_order_denominator(self.pole_radius, self.fc_hz, fs=fs)
 
     def __str__(self):
@@ -95,6 +129,15 @@ class Allpass1:
         Stretch factor K >= 1; the section then has order K.
     anticausal : bool
         Run the section backwards in time (offline only); see `Allpass2`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cascade = AllpassCascade([Allpass1(-0.5)], fs=48000)
+    >>> np.round(cascade.phase(np.array([0.0, 24000.0])) / np.pi, 6).tolist()
+    [0.0, -1.0]
+    >>> cascade.poles().tolist()   # the pole of (b + z^-1)/(1 + b z^-1) is -b
+    [(0.5+0j)]
     """
 
     coef: float
@@ -109,10 +152,27 @@ class Allpass1:
         object.__setattr__(self, "anticausal", valid_bool(self.anticausal, "anticausal"))
 
     order = property(lambda self: self.stretch, doc="Order of the section (K).")
-    structure = property(lambda self: _structure(self.warp, self.stretch))
+    structure = property(lambda self: _structure(self.warp, self.stretch),
+                         doc='"traditional", "warped" or "warped+stretched".')
 
     def den(self, fs=None):
-        """Denominator coefficients ``[b]`` in the warped delay."""
+        """Denominator coefficients ``[b]`` in the warped delay.
+
+        Parameters
+        ----------
+        fs : float, optional
+            Unused (a first-order section is defined without it); accepted like `Allpass2.den`.
+
+        Returns
+        -------
+        ndarray, shape (1,)
+            ``[b]``.
+
+        Examples
+        --------
+        >>> Allpass1(-0.5).den().tolist()
+        [-0.5]
+        """
         return np.array([self.coef])
 
     def __str__(self):
@@ -136,6 +196,24 @@ class Delay:
     Thiran section carries all of it (causal; accurate at low and mid frequencies). A delay within
     1e-9 samples of an integer is that integer's exact shift (a Thiran unit for less would have its
     pole on the unit circle).
+
+    Parameters
+    ----------
+    samples : float
+        Delay in samples, finite; negative for an advance.
+
+    Examples
+    --------
+    A fractional delay is an integer shift and a Thiran section whose group delay at DC is exact:
+
+    >>> import numpy as np
+    >>> cell = Delay(3.4)
+    >>> cell.shift, round(cell.thiran.coef, 6)
+    (2, -0.166667)
+    >>> float(AllpassCascade([cell], fs=48000).group_delay(np.array([0.0]))[0])
+    3.4
+    >>> Delay(5.0).thiran is None
+    True
     """
 
     samples: float
@@ -167,7 +245,20 @@ class Delay:
 
 @dataclass(frozen=True)
 class Polarity:
-    """A polarity flip (``sign=-1``) or none (``sign=1``)."""
+    """A polarity flip (``sign=-1``) or none (``sign=1``).
+
+    Parameters
+    ----------
+    sign : int
+        -1 (inverted, the default) or 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inverted = AllpassCascade([Polarity(-1)], fs=48000)
+    >>> inverted.apply(np.array([1.0, -2.0])).tolist(), inverted.polarity, float(inverted.phase(np.array([100.0]))[0])
+    ([-1.0, 2.0], -1, -3.141592653589793)
+    """
 
     sign: int = -1
 
@@ -185,7 +276,28 @@ _CELL_NAMES = {cls: name for name, cls in _CELL_TYPES.items()}
 
 
 class FilterState(NamedTuple):
-    """State carried between blocks by `AllpassCascade.apply`: sosfilt state and delay line."""
+    """State carried between blocks by `AllpassCascade.apply`: sosfilt state and delay line.
+
+    Attributes
+    ----------
+    zi : ndarray
+        `scipy.signal.sosfilt` state of the SOS, shape ``(n_sections, ..., 2)``.
+    delay_line : ndarray
+        The last `integer_delay` input samples along the time axis.
+
+    Examples
+    --------
+    Filtering block by block with the state carried gives the samples of one call:
+
+    >>> import numpy as np
+    >>> cascade = AllpassCascade([Allpass2(0.9, 500.0), Delay(3.0)], fs=48000)
+    >>> x = np.random.default_rng(0).standard_normal(1000)
+    >>> state = cascade.initial_state(x[:400].shape)
+    >>> first, state = cascade.apply(x[:400], zi=state)
+    >>> second, state = cascade.apply(x[400:], zi=state)
+    >>> bool(np.array_equal(np.r_[first, second], cascade.apply(x))), state.delay_line.shape
+    (True, (3,))
+    """
 
     zi: np.ndarray
     delay_line: np.ndarray
@@ -230,12 +342,36 @@ class AllpassCascade:
         return cell
 
     def append(self, cell):
-        """Append one cell."""
+        """Append one cell.
+
+        Parameters
+        ----------
+        cell : Allpass2, Allpass1, Delay or Polarity
+
+        Examples
+        --------
+        >>> cascade = AllpassCascade([Allpass2(0.9, 500.0)], fs=48000)
+        >>> cascade.append(Delay(2.0))
+        >>> len(cascade), cascade.integer_delay
+        (2, 2)
+        """
         self._cells.append(self._check_cell(cell))
         self._sos = None  # cells are immutable: the SOS only changes when the list does
 
     def extend(self, cells):
-        """Append several cells."""
+        """Append several cells.
+
+        Parameters
+        ----------
+        cells : iterable of Allpass2, Allpass1, Delay, Polarity
+
+        Examples
+        --------
+        >>> cascade = AllpassCascade([], fs=48000)
+        >>> cascade.extend([Allpass2(0.5, 3000.0), Polarity(-1)])
+        >>> len(cascade), cascade.polarity
+        (2, -1)
+        """
         for cell in cells:
             self.append(cell)
 
@@ -254,7 +390,20 @@ class AllpassCascade:
         return isinstance(other, AllpassCascade) and self.fs == other.fs and self._cells == other._cells
 
     def copy(self):
-        """Return a shallow copy (cells are immutable)."""
+        """Return a shallow copy (cells are immutable).
+
+        Returns
+        -------
+        AllpassCascade
+            A new cascade with the same cells and `fs`.
+
+        Examples
+        --------
+        >>> cascade = AllpassCascade([Allpass2(0.9, 500.0)], fs=48000)
+        >>> twin = cascade.copy(); twin.append(Allpass2(0.5, 100.0))
+        >>> len(cascade), len(twin)
+        (1, 2)
+        """
         return AllpassCascade(self._cells, fs=self.fs)
 
     # -- derived quantities --------------------------------------------------------------------------
@@ -324,6 +473,18 @@ class AllpassCascade:
         """All poles of the SOS parts as they are run (complex array); all lie inside the unit circle.
 
         An anticausal section, run backwards, realises poles at 1/conj(p) of the poles p listed here.
+
+        Returns
+        -------
+        ndarray of complex
+            One entry per pole, sections in order.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> poles = AllpassCascade([Allpass2(0.9, 12000.0)], fs=48000).poles()
+        >>> np.round(np.sort_complex(poles), 12).tolist(), bool(np.all(np.abs(poles) < 1))
+        ([-0.9j, 0.9j], True)
         """
         # An empty part has no rows; an empty cascade's identity row has no poles but z = 0, dropped here.
         poles = np.concatenate([signal.sos2zpk(sos)[1] for sos in self._sos_parts() if sos.shape[0]])
@@ -344,7 +505,26 @@ class AllpassCascade:
         return 2 * np.pi * valid_freqs(np.atleast_1d(np.asarray(f, dtype=float)), fs=self.fs, name="f") / self.fs
 
     def phase(self, f):
-        """Exact unwrapped phase in radians at frequencies `f` (Hz); a polarity flip adds -pi."""
+        """Exact unwrapped phase in radians at frequencies `f` (Hz); a polarity flip adds -pi.
+
+        Parameters
+        ----------
+        f : array_like, shape (F,)
+            Frequencies in Hz, in [0, fs/2].
+
+        Returns
+        -------
+        ndarray, shape (F,)
+            Phase in radians, the integer shift included (docs/maths.md, section 1.3).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> cascade = AllpassCascade([Allpass2(0.8, 2000.0, warp=0.3), Delay(5.0)], fs=48000)
+        >>> f = np.linspace(0, 24000, 9)
+        >>> bool(np.allclose(np.exp(1j * cascade.phase(f)), cascade.response(f)))
+        True
+        """
         w = self._w(f)
         total = -w * self.integer_delay - np.pi * (self.polarity < 0)
         for (_, stretch, sign), (den, warp) in self._grouped().items():
@@ -352,11 +532,54 @@ class AllpassCascade:
         return total
 
     def response(self, f):
-        """Complex frequency response at frequencies `f` (Hz)."""
+        """Complex frequency response at frequencies `f` (Hz).
+
+        Parameters
+        ----------
+        f : array_like, shape (F,)
+            Frequencies in Hz, in [0, fs/2].
+
+        Returns
+        -------
+        ndarray of complex, shape (F,)
+            Unit magnitude; the integer shift included.
+
+        Examples
+        --------
+        The SOS run by `scipy.signal.sosfreqz`, with the integer shift, give the same response:
+
+        >>> import numpy as np
+        >>> from scipy import signal
+        >>> cascade = AllpassCascade([Allpass2(0.8, 2000.0, warp=0.3), Delay(5.0)], fs=48000)
+        >>> f = np.linspace(0, 24000, 9)
+        >>> _, h = signal.sosfreqz(cascade.sos, worN=f, fs=48000)
+        >>> h = h * np.exp(-2j * np.pi * f / 48000 * cascade.integer_delay)
+        >>> bool(np.allclose(cascade.response(f), h))
+        True
+        """
         return np.exp(1j * self.phase(f))
 
     def group_delay(self, f):
-        """Group delay in samples at frequencies `f` (Hz), integer shift included."""
+        """Group delay in samples at frequencies `f` (Hz), integer shift included.
+
+        Parameters
+        ----------
+        f : array_like, shape (F,)
+            Frequencies in Hz, in [0, fs/2].
+
+        Returns
+        -------
+        ndarray, shape (F,)
+            Group delay in samples (docs/maths.md, section 1.4).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> cascade = AllpassCascade([Allpass2(0.8, 2000.0), Delay(5.0)], fs=48000)
+        >>> f = np.linspace(0, 24000, 9)
+        >>> bool(np.all(cascade.group_delay(f) > 5.0))   # a causal allpass only adds delay
+        True
+        """
         w = self._w(f)
         total = np.full(w.shape, float(self.integer_delay))
         for (_, stretch, sign), (den, warp) in self._grouped().items():
@@ -365,7 +588,27 @@ class AllpassCascade:
 
     # -- filtering -----------------------------------------------------------------------------
     def initial_state(self, shape, *, axis=-1):
-        """Zero `FilterState` for blocks of shape `shape` filtered along `axis`."""
+        """Zero `FilterState` for blocks of shape `shape` filtered along `axis`.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            Shape of the blocks that will be filtered.
+        axis : int
+            Their time axis.
+
+        Returns
+        -------
+        FilterState
+            Zero sosfilt state and zero delay line.
+
+        Examples
+        --------
+        >>> cascade = AllpassCascade([Allpass2(0.9, 500.0), Delay(3.0)], fs=48000)
+        >>> state = cascade.initial_state((2, 512))                   # stereo blocks of 512 samples
+        >>> state.zi.shape, state.delay_line.shape
+        ((1, 2, 2), (2, 3))
+        """
         shape = list(shape)
         axis = axis % len(shape)
         sos = self.sos
@@ -394,6 +637,15 @@ class AllpassCascade:
             Same shape as `x`. Offline, a delay drops the tail and an advance pads zeros at the end.
         state : FilterState
             Only when `zi` is given.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> cascade = AllpassCascade([Allpass2(0.8, 1000.0), Delay(2.0)], fs=48000)
+        >>> x = np.random.default_rng(0).standard_normal((2, 1000))   # stereo, time on the last axis
+        >>> y = cascade.apply(x)
+        >>> y.shape, bool(np.array_equal(y[0], cascade.apply(x[0])))
+        ((2, 1000), True)
         """
         x = valid_audio(x, allow_silent=True)
         x = np.moveaxis(x, axis, -1)
@@ -430,7 +682,20 @@ class AllpassCascade:
 
     # -- serialisation -------------------------------------------------------------------------------
     def to_dict(self):
-        """JSON-safe dict; `from_dict` restores an equal cascade bit for bit."""
+        """JSON-safe dict; `from_dict` restores an equal cascade bit for bit.
+
+        Returns
+        -------
+        dict
+            ``fs`` and the list of cells, each a dict of its type and parameters (plain floats, ints, bools).
+
+        Examples
+        --------
+        >>> cascade = AllpassCascade([Allpass2(0.9, 1000.0), Polarity(-1)], fs=48000)
+        >>> data = cascade.to_dict()
+        >>> data["fs"], [cell["type"] for cell in data["cells"]]
+        (48000.0, ['allpass2', 'polarity'])
+        """
         cells = []
         for cell in self._cells:
             entry = {"type": _CELL_NAMES[type(cell)]}
@@ -442,7 +707,25 @@ class AllpassCascade:
 
     @classmethod
     def from_dict(cls, data):
-        """Build a cascade from `to_dict` output; raises ParameterError naming what is wrong."""
+        """Build a cascade from `to_dict` output; raises ParameterError naming what is wrong.
+
+        Parameters
+        ----------
+        data : dict
+            As `to_dict` writes it (typically read back from JSON).
+
+        Returns
+        -------
+        AllpassCascade
+
+        Examples
+        --------
+        >>> import json
+        >>> cascade = AllpassCascade([Allpass2(0.9, 1000.0, 0.3), Allpass1(-0.25, anticausal=True), Delay(2.5)],
+        ...                          fs=44100)
+        >>> AllpassCascade.from_dict(json.loads(json.dumps(cascade.to_dict()))) == cascade
+        True
+        """
         if not isinstance(data, dict) or "fs" not in data or "cells" not in data:
             raise ParameterError("a cascade dict needs the keys 'fs' and 'cells'")
         cells = []
@@ -464,6 +747,10 @@ class AllpassCascade:
 
     def sos_rows_text(self):
         """How many SOS rows run the cascade, as reports print it: ``"N SOS rows"``, ``"N SOS rows (M backwards)"``.
+
+        Returns
+        -------
+        str
 
         Examples
         --------
