@@ -12,10 +12,6 @@ so they need no numpydoc installation:
   ``doctest`` collects; with a ``Parameters`` section when it takes arguments and a ``Returns`` (or
   ``Yields``) section when it returns a value; public properties have a docstring;
 * doctests are collected in CI: setup.cfg runs pytest with ``--doctest-modules`` over apfdsp.
-
-Modules that are being restructured (issue 13) are in `RESTRUCTURING_ALLOWANCE`: their findings are
-reported as expected failures until the entry is removed. An entry whose module passes fails the test,
-so the list only shrinks.
 """
 
 import ast
@@ -38,8 +34,6 @@ DOCS = ROOT / "docs"
 #: Modules whose docstrings are being rewritten in the restructuring of issue 13 (and the new modules it
 #: creates). To be emptied when those branches are merged: a module listed here whose checks pass makes
 #: `test_public_api_documented` fail, so stale entries are noticed.
-RESTRUCTURING_ALLOWANCE = frozenset()  # empty: every module passes; keep it so
-
 # "docs/maths.md, section 9.4", "docs/maths.md sections 2.1 and 9.3", "docs/architecture.md, sections 3, 4"
 _CITATION = re.compile(
     r"docs/(?P<file>[\w-]+\.md)[,:]?[\s#]+(?:§|sections?)\s+"
@@ -233,10 +227,6 @@ def api_problems(module):
 def test_public_api_documented(name):
     module = importlib.import_module(name)
     problems = api_problems(module)
-    if name in RESTRUCTURING_ALLOWANCE:
-        if not problems:
-            pytest.fail(f"{name} now passes: remove it from RESTRUCTURING_ALLOWANCE in {Path(__file__).name}")
-        pytest.xfail(f"{name} is being restructured (issue 13): {len(problems)} findings, e.g. {problems[0]}")
     assert not problems, f"{name}:\n  " + "\n  ".join(problems)
 
 
@@ -244,11 +234,6 @@ def test_main_module_docstring():
     """``apfdsp/__main__.py`` is checked from its source: importing it would run the command line."""
     doc = ast.get_docstring(ast.parse((ROOT / "apfdsp" / "__main__.py").read_text(encoding="utf-8"))) or ""
     assert _citations(doc) and not _unresolved(_citations(doc))
-
-
-def test_allowance_names_only_apfdsp_modules():
-    """The allowance holds module names of this package (today's or those the restructuring adds)."""
-    assert all(re.fullmatch(r"apfdsp(\.\w+)?", name) for name in RESTRUCTURING_ALLOWANCE)
 
 
 def _code_files():
@@ -292,20 +277,15 @@ def _missing_names(cell):
     """Names of the module cell of a "Where is X?" row that do not exist in apfdsp.
 
     A token `mod` or `mod.attr` names a module (and an attribute); a bare `name` after it is an attribute
-    of the last module named. Modules that the restructuring is still to create are left out.
+    of the last module named.
     """
-    missing, current, pending = [], None, object()
+    missing, current = [], None
     for token in re.findall(r"`([\w.]+)`", cell):
         head, _, rest = token.partition(".")
         try:
             module = importlib.import_module(f"apfdsp.{head}")
         except ModuleNotFoundError:
             module = None
-        if module is None and f"apfdsp.{head}" in RESTRUCTURING_ALLOWANCE:
-            current = pending  # a module still to be created: its names are checked once it exists
-            continue
-        if module is None and current is pending:
-            continue
         if module is not None:
             current, path = module, rest
         elif current is not None:
