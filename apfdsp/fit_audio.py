@@ -614,6 +614,24 @@ def _flat_rungs(dry, wet, est, first_null):
     return rungs[: cap + 1]
 
 
+def _frequency_probe(freqs, H, weights, fs, n_sections):
+    """`apfdsp.designs.equation_error_phase_loss` of the order of `n_sections` sections (2 n + 1), with
+    the bulk delay shortened by 0 to that order."""
+    order = 2 * n_sections + 1
+    return equation_error_phase_loss(freqs, H, fs=fs, weights=weights, order=order,
+                                     shifts=(0, -(order // 4), -(order // 2), -(3 * order // 4), -order))
+
+
+def _high_rung(freqs, H, weights, fs, top_probe):
+    """The rung of a high-order design: the one below `MAX_SECTIONS` where its frequency probe is within
+    `ORDER_MARGIN_DB` of the top rung's probe `top_probe` or exact (null below -100 dB, a loss of
+    2e-10: docs/maths.md, section 9.7), else `MAX_SECTIONS` (a design's cost grows with its order)."""
+    lower = SECTION_RUNGS[-2]
+    exact_loss = 2.0 * 10 ** (_EXACT_NULL_DB / 10)
+    enough = max(top_probe, exact_loss) * 10 ** (ORDER_MARGIN_DB / 10)
+    return lower if _frequency_probe(freqs, H, weights, fs, lower) <= enough else MAX_SECTIONS
+
+
 @single_threaded_blas
 def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     """The automatic order of `apfdsp.align`: `allpass`, or a time-domain design with more sections where
@@ -643,8 +661,9 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     -----
     Where a probe (`apfdsp.designs.equation_error_phase_loss` of the order of `SECTION_RUNGS[-1]` sections,
     on the Welch grid) beats the phase loss of `allpass` by `PROBE_MARGIN_DB`, the time-domain
-    equation-error design of `apfdsp.fit_audio` with orders up to that of `MAX_SECTIONS` sections is
-    made (no training). Where the measured magnitude is flat (`FLAT_DB`) and the time-domain allpass
+    equation-error design of `apfdsp.fit_audio` is made (no training) with the sections of the rung below,
+    where the same probe at that rung's order is as good (within `ORDER_MARGIN_DB`, or exact), else with
+    `MAX_SECTIONS`. Where the measured magnitude is flat (`FLAT_DB`) and the time-domain allpass
     probe (`apfdsp.designs.time_allpass_probe_db`, docs/maths.md section 9.9: how well the best allpass
     explains the wet on the samples, free of the Welch estimate's bias that limits the frequency-domain
     fit) beats the null of `allpass` on the audio
@@ -673,12 +692,10 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     freqs, H, weights = est.freqs[keep], est.H[keep], est.weights[keep]
     w = 2 * np.pi * freqs / fs
     current = float(phase_loss(allpass.phase(freqs) + w * est.integer_delay, np.angle(H), weights))
-    order = 2 * SECTION_RUNGS[-1] + 1
-    probe = equation_error_phase_loss(freqs, H, fs=fs, weights=weights, order=order,
-                                      shifts=(0, -(order // 4), -(order // 2), -(3 * order // 4), -order))
+    probe = _frequency_probe(freqs, H, weights, fs, MAX_SECTIONS)
     rungs, first_null = (), None
     if probe < current * 10 ** (-PROBE_MARGIN_DB / 10):
-        rungs = (MAX_SECTIONS,)
+        rungs = (_high_rung(freqs, H, weights, fs, probe),)
     elif _flat_magnitude(H, weights):
         first_null = null_depth_db(allpass.apply(dry), wet, fs=fs)
         rungs = _flat_rungs(dry, wet, est, first_null)

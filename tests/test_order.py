@@ -18,7 +18,7 @@ from apfdsp.metrics import weighted_phase_error
 from apfdsp.demo import demo_dry
 from apfdsp.estimate import estimate
 from apfdsp.designs import time_allpass_probe_db
-from apfdsp.fit_audio import MAX_SECTIONS, SECTION_RUNGS, _flat_rungs, fit_audio, more_sections
+from apfdsp.fit_audio import MAX_SECTIONS, SECTION_RUNGS, _flat_rungs, _high_rung, _frequency_probe, fit_audio, more_sections
 from apfdsp.metrics import null_depth_db
 
 FS = 48000
@@ -261,3 +261,16 @@ def test_align_on_a_band_limited_sweep_at_192k_survives_singular_designs():
         result = align(sweep, truth(sweep), fs=fs)
     assert np.all(np.isfinite(result.cascade.sos))
     assert result.method == "allpass" and result.after["null_db"] < -60
+
+
+@pytest.mark.parametrize(("delay", "rung"), [(23, SECTION_RUNGS[-2]), (40, MAX_SECTIONS)])
+def test_a_high_order_design_gets_the_lowest_rung_that_is_exact(delay, rung):
+    """An allpass comb of M samples needs order M: 16 sections (order 33) carry M = 23, M = 40 needs 32
+    (the design's cost grows with its order, so the smaller rung is used where it suffices)."""
+    f = np.linspace(20.0, 23000.0, 2048)
+    b = np.r_[0.6, np.zeros(delay - 1), 1.0]
+    _, h = signal.freqz(b, b[::-1], worN=f, fs=48000)
+    weights = np.ones_like(f)
+    top = _frequency_probe(f, h, weights, 48000, MAX_SECTIONS)
+    assert top < 1e-12
+    assert _high_rung(f, h, weights, 48000, top) == rung
