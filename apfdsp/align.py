@@ -18,7 +18,7 @@ from ._validate import valid_fs, valid_int, valid_pair
 from .cascade import Allpass1, AllpassCascade, Delay, Polarity
 from .confidence import pair_statistics, verdict
 from .estimate import estimate, reduce_grid
-from .exceptions import ParameterError
+from .exceptions import AudioError, ParameterError
 from .fit import fit_phase
 from .fit_audio import BASE_SECTIONS, delay_polarity_model, more_sections
 from .metrics import MixMeter
@@ -300,6 +300,11 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
     est = estimate(dry, wet, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
     baseline = _snap_delay(delay_polarity_model(est, fs=fs))
     freqs, H, weights = reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
+    if freqs.size < 2:
+        raise AudioError(
+            "the dry and the wet share coherent energy at fewer than two frequencies, so there is no phase "
+            "to fit (a DC offset far above the signal? remove it with a high-pass first)"
+        )
     residual = est.delay_samples - est.integer_delay
     # The allpass may take over part of the bulk delay; a causal model never advances the dry. When the
     # wet leads (GCC-PHAT's delay is negative) an advance is unavoidable, and the fit may choose how much
@@ -379,7 +384,9 @@ def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channe
                   max_bins=max_bins, nperseg=nperseg, fit_options=fit_options, callback=callback,
                   causal=causal)
     if per_channel and dry.ndim == 2 and dry.shape[0] > 1:
-        wets = wet if wet.ndim == 2 and wet.shape[0] == dry.shape[0] else np.broadcast_to(wet, dry.shape)
+        # a mono wet serves every channel (lengths may differ: only the channel axis broadcasts)
+        wets = wet if wet.ndim == 2 and wet.shape[0] == dry.shape[0] else np.broadcast_to(
+            wet, dry.shape[:-1] + wet.shape[-1:])
         channel_pairs = list(zip(dry, wets))
     else:
         channel_pairs = [(dry, wet)]

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import signal
 
-from ._validate import valid_audio, valid_bool, valid_freqs, valid_fs, valid_int, valid_range
+from ._validate import LIMITS, valid_audio, valid_bool, valid_freqs, valid_fs, valid_int, valid_range
 from .exceptions import ParameterError
 from .filters import (
     allpass_group_delay,
@@ -181,8 +181,10 @@ class Allpass1:
 
 #: A delay within this many samples of an integer is realised as that integer shift: the Thiran unit of
 #: a delay d > 0 near zero has its pole at -(1 - d)/(1 + d), on the unit circle once d is below about
-#: 1e-16 (a GCC-PHAT estimate of 7e-21 samples on a mostly silent file built Allpass1(1.0)).
-_INTEGER_DELAY_TOLERANCE = 1e-9
+#: 1e-16 (a GCC-PHAT estimate of 7e-21 samples on a mostly silent file built Allpass1(1.0)), and beyond
+#: the radius a model file may hold (``LIMITS["model_pole_radius"]``) below this tolerance, 5e-7 samples
+#: (a phase error of 1.3e-6 rad at 20 kHz, 48 kHz).
+_INTEGER_DELAY_TOLERANCE = (1.0 - LIMITS["model_pole_radius"]) / (1.0 + LIMITS["model_pole_radius"])
 
 
 @dataclass(frozen=True)
@@ -194,8 +196,8 @@ class Delay:
     (between 0.5 and 1.5 samples), which is exact at DC; responses report the realised filter.
     A delay between 0 and 0.5 samples is never realised with an advance: its shift is 0 and the
     Thiran section carries all of it (causal; accurate at low and mid frequencies). A delay within
-    1e-9 samples of an integer is that integer's exact shift (a Thiran unit for less would have its
-    pole on the unit circle).
+    5e-7 samples of an integer is that integer's exact shift (a Thiran unit for less would have its
+    pole nearer the unit circle than a model file may hold, `apfdsp._validate.LIMITS`).
 
     Parameters
     ----------

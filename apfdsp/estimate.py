@@ -702,7 +702,9 @@ def fit_weights(freqs, H, coherence, x_psd, *, fs=None):
     Raises
     ------
     ParameterError
-        If the shapes differ, values are non-finite or negative, or every weight is zero.
+        If the shapes differ, or values are non-finite or negative.
+    AudioError
+        If every weight is zero (no coherent energy to fit).
 
     Notes
     -----
@@ -740,8 +742,9 @@ def fit_weights(freqs, H, coherence, x_psd, *, fs=None):
     w = np.where((freqs > 0) & (freqs <= WEIGHT_MAX_FRACTION * nyquist), w, 0.0)
     top = w.max()
     if not top > 0:
-        raise ParameterError(
-            "all fitting weights are zero: x and y share no coherent energy between DC and 0.95 fs/2"
+        raise AudioError(
+            "all fitting weights are zero: the dry and the wet share no coherent energy between DC and "
+            "0.95 fs/2 (unrelated signals, or wet channels that cancel when pooled: align them per channel)"
         )
     return w / top
 

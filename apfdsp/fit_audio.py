@@ -688,6 +688,14 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     >>> bool(result.after["null_db"] < -100)
     True
     """
+    try:
+        return _climb(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed)
+    except AudioError:  # too little audio for a time-domain design (or its probe): the first fit stands
+        return allpass
+
+
+def _climb(dry, wet, est, allpass, *, fs, causal, seed):
+    """`more_sections`' probes and designs (which raise `AudioError` on audio too short for them)."""
     keep = est.weights > 0
     freqs, H, weights = est.freqs[keep], est.H[keep], est.weights[keep]
     w = 2 * np.pi * freqs / fs

@@ -4,12 +4,14 @@ The fits do thousands of small matrix operations (tens of rows). A multithreaded
 OpenBLAS starts one thread per core) turns each of them into thread hand-offs, which on a machine busy
 with other work (a DAW, a browser) made `apfdsp align` two to three times slower than with one thread.
 `single_threaded_blas` limits the BLAS libraries in-process (threadpoolctl) for the duration of a call,
-so users need not set ``OPENBLAS_NUM_THREADS``; the previous limits are restored afterwards.
+so users need not set ``OPENBLAS_NUM_THREADS``; the previous limits are restored afterwards, also when
+calls from several threads overlap (the last one to leave restores them).
 
 The module's place in the package (a leaf utility of the fits) is docs/architecture.md, section 2.27.
 """
 
 import functools
+import threading
 
 from threadpoolctl import threadpool_limits
 
@@ -43,7 +45,31 @@ def single_threaded_blas(func):
 
     @functools.wraps(func)
     def limited(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
+        _enter()
+        try:
             return func(*args, **kwargs)
+        finally:
+            _leave()
 
     return limited
+
+
+# The BLAS thread count is a process-wide setting, so overlapping calls from several threads share one
+# limit: the first to enter sets it, the last to leave restores the limits found before the first.
+_LOCK = threading.Lock()
+_active = {"calls": 0, "limiter": None}
+
+
+def _enter():
+    with _LOCK:
+        if _active["calls"] == 0:
+            _active["limiter"] = threadpool_limits(limits=1, user_api="blas")
+        _active["calls"] += 1
+
+
+def _leave():
+    with _LOCK:
+        _active["calls"] -= 1
+        if _active["calls"] == 0:
+            _active["limiter"].restore_original_limits()
+            _active["limiter"] = None

@@ -346,3 +346,33 @@ def test_wet_leads_reports_a_negative_delay(name):
     # the truth's bulk delay is -40 plus the (positive) delay of its two sections
     assert -40.0 < result.delay_samples < 0.0
     assert abs(result.after["residual_delay_samples"]) <= 0.1
+
+
+def test_per_channel_with_a_mono_wet_of_another_length(rng):
+    """A mono wet serves every channel of a stereo dry also when the lengths differ."""
+    dry = rng.standard_normal((2, 12000))
+    effect = AllpassCascade([Allpass2(0.8, 1500.0), Delay(4.0)], fs=FS)
+    wet = effect.apply(dry[0])[:10000]
+    result = align(dry[:1].repeat(2, axis=0), wet, fs=FS, n_sections=2, per_channel=True)
+    assert isinstance(result.cascade, list) and len(result.cascade) == 2
+    assert all(report["null_db"] < -40 for report in [result.after])
+
+
+@pytest.mark.parametrize(("fs", "n"), [(48000, 2000), (48000, 2047), (192000, 4000)])
+def test_default_order_on_clips_too_short_for_a_time_domain_design(rng, fs, n):
+    """The automatic order keeps the first fit where the audio is too short for the time-domain designs."""
+    dry = rng.standard_normal(n)
+    wet = AllpassCascade([Allpass2(0.9, 800.0), Delay(5.0)], fs=fs).apply(dry)
+    result = align(dry, wet, fs=fs)
+    assert result.method == "allpass" and result.after["null_db"] < -20
+
+
+def test_a_dc_offset_far_above_the_signal_is_an_audio_error():
+    """A pair whose shared energy is (nearly) all DC has no phase to fit: a clear AudioError, not a fit's
+    argument check (this noise leaves fewer than two weighted bins)."""
+    from apfdsp.exceptions import AudioError
+
+    dry = 0.1 + 0.001 * np.random.default_rng(0).standard_normal(48000)
+    wet = AllpassCascade([Allpass2(0.9, 800.0), Delay(5.0)], fs=FS).apply(dry)
+    with pytest.raises(AudioError, match="fewer than two frequencies.*DC offset"):
+        align(dry, wet, fs=FS, n_sections=2)

@@ -351,12 +351,16 @@ def test_fit_weights_formula():
         ((np.ones(4), np.ones(4), np.ones(3), np.ones(4)), "same length"),
         ((np.ones(4), np.ones(4), np.ones(4), -np.ones(4)), "non-negative"),
         ((np.arange(4.0), np.ones(4), np.full(4, np.nan), np.ones(4)), "NaN"),
-        ((np.arange(4.0), np.zeros(4), np.ones(4), np.ones(4)), "all fitting weights are zero"),
     ],
 )
 def test_fit_weights_errors(args, match):
     with pytest.raises(ParameterError, match=match):
         fit_weights(*args)
+
+
+def test_fit_weights_without_coherent_energy_is_an_audio_error():
+    with pytest.raises(AudioError, match="all fitting weights are zero.*per channel"):
+        fit_weights(np.arange(4.0), np.zeros(4), np.ones(4), np.ones(4))
 
 
 # --------------------------------------------------------------------------------------------------
