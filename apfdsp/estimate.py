@@ -138,10 +138,16 @@ def _welch_weights(x, y, *, fs, integer_delay, nperseg):
     xs, ys = _shift_pair(x, y, integer_delay)
     nperseg = min(nperseg, xs.shape[-1])
     freqs, s_yx, s_xx, s_yy = _fast_pooled_spectra(xs, ys, fs=fs, nperseg=nperseg)
+    return (freqs, *_coherence_weights(s_yx, s_xx, s_yy))
+
+
+def _coherence_weights(s_yx, s_xx, s_yy):
+    """(weights, alive): the GCC weight gamma^2 / (1 - gamma^2 + delta) of averaged spectra, zero where
+    either power spectrum lies more than ``ENERGY_FLOOR_DB`` below its own maximum (`alive` False)."""
     floor = 10.0 ** (-ENERGY_FLOOR_DB / 10.0)
     alive = (s_xx > floor * s_xx.max()) & (s_yy > floor * s_yy.max())
     coh = np.clip(_safe_div(np.abs(s_yx) ** 2, s_xx * s_yy), 0.0, 1.0)
-    return freqs, np.where(alive, coh / (1.0 - coh + COHERENCE_DELTA), 0.0), alive
+    return np.where(alive, coh / (1.0 - coh + COHERENCE_DELTA), 0.0), alive
 
 
 def _peak_candidates(r, nfft, max_lag):
@@ -461,12 +467,10 @@ def spectra_peaks(s_yx, s_xx, s_yy, *, fs, max_lag):
     """
     s_yx = np.asarray(s_yx)
     s_xx, s_yy = np.asarray(s_xx, dtype=float), np.asarray(s_yy, dtype=float)
-    floor = 10.0 ** (-ENERGY_FLOOR_DB / 10.0)
-    alive = (s_xx > floor * s_xx.max()) & (s_yy > floor * s_yy.max()) & (np.abs(s_yx) > 0)
-    if not np.any(alive):
+    weights, alive = _coherence_weights(s_yx, s_xx, s_yy)
+    if not np.any(alive & (np.abs(s_yx) > 0)):
         return None
-    coh = np.clip(_safe_div(np.abs(s_yx) ** 2, s_xx * s_yy), 0.0, 1.0)
-    W = np.where(alive, s_yx / (np.abs(s_yx) + np.finfo(float).tiny) * (coh / (1.0 - coh + COHERENCE_DELTA)), 0.0)
+    W = s_yx / (np.abs(s_yx) + np.finfo(float).tiny) * weights
     nfft = 2 * (W.size - 1)
     r = sp_fft.irfft(W, nfft)
     max_lag = int(min(max(1, max_lag), nfft // 2 - 1))

@@ -44,7 +44,6 @@ from .designs import (DESIGN, null_on_audio, time_allpass_probe_db, time_equatio
                       warped_radius_bound)
 from .estimate import estimate, reduce_grid
 from .exceptions import AudioError, ParameterError
-from .filters import second_order_denominator, thiran_coef
 from .fit import STRUCTURES, equation_error_phase_loss
 from .layout import Layout
 from .losses import mse_loss, multi_resolution_sum_magnitude_loss, ncc_loss, phase_loss, sum_magnitude_stft_loss
@@ -247,29 +246,21 @@ class LayoutFilter:
         >>> rows2.shape, [round(float(v), 6) for v in rows1[0]]
         ((1, 6), [0.25, 1.0, 0.0, 1.0, 0.25, 0.0])
         """
-        lay, r = self.layout, self.layout.ranges
+        lay = self.layout
         rows2 = rows1 = None
         if lay.n2:
-            t2 = t[: lay.n2]
-            radius = r.pole_radius(t2[:, 0], fs=lay.fs)
-            den = second_order_denominator(radius, r.fc_hz(t2[:, 1], fs=lay.fs), fs=lay.fs)
+            den, a = lay.second_order_denominators(t)
             d, c = den[:, 0], den[:, 1]
             if lay.structure == "traditional":
                 p1, p2 = d, c
             else:
-                a = r.warp(t2[:, 2])
                 a0 = 1.0 + a * d + c * a * a
                 p1 = (2.0 * a + d * (1.0 + a * a) + 2.0 * a * c) / a0
                 p2 = (a * a + a * d + c) / a0
             ones = np.ones(lay.n2)
             rows2 = anp.stack([p2, p1, ones, ones, p1, p2], axis=1)
-        coefs = []
-        if lay.n1:
-            coefs.append(r.coef(t[lay.n2 : lay.n2 + lay.n1, 0], fs=lay.fs))
-        if lay.delay_shift is not None:
-            coefs.append(anp.reshape(thiran_coef(1.0 + 0.5 * t[-1, 0]), (1,)))
-        if coefs:
-            b = anp.concatenate(coefs)
+        b = lay.first_order_coefs(t)
+        if b is not None:
             ones, zeros = np.ones(b.shape[0]), np.zeros(b.shape[0])
             rows1 = anp.stack([b, ones, zeros, ones, b, zeros], axis=1)
         return rows2, rows1

@@ -162,31 +162,78 @@ class Layout:
         True
         """
         total = const
-        r = self.ranges
         signs = self.signs()
         if self.n2:
-            t2 = t[: self.n2]
-            radius = r.pole_radius(t2[:, 0], fs=self.fs)
-            den2 = second_order_denominator(radius, r.fc_hz(t2[:, 1], fs=self.fs), fs=self.fs)
-            warp = r.warp(t2[:, 2]) if self.structure != "traditional" else 0.0
+            den2, warp = self.second_order_denominators(t)
             stretch = self.stretch if self.structure == "stretched" else 1
             phases = allpass_phase(w, den2, warp, stretch)
             if signs is not None:
                 phases = phases * signs[: self.n2, None]
             total = total + anp.sum(phases, axis=0)
-        coefs = []
-        if self.n1:
-            coefs.append(r.coef(t[self.n2 : self.n2 + self.n1, 0], fs=self.fs))
-        if self.delay_shift is not None:
-            coefs.append(anp.reshape(thiran_coef(1.0 + 0.5 * t[-1, 0]), (1,)))
-        if coefs:
-            den1 = anp.reshape(anp.concatenate(coefs), (-1, 1))
-            phases = allpass_phase(w, den1)
+        coefs = self.first_order_coefs(t)
+        if coefs is not None:
+            phases = allpass_phase(w, anp.reshape(coefs, (-1, 1)))
             if signs is not None and self.n1:
                 signs1 = np.r_[signs[self.n2 :], np.ones(int(self.delay_shift is not None))]
                 phases = phases * signs1[:, None]
             total = total + anp.sum(phases, axis=0)
         return total
+
+    def second_order_denominators(self, t):
+        """Denominators and warps of the second-order sections at `t` (differentiable in `t`).
+
+        Parameters
+        ----------
+        t : array_like, shape (n_units, 3)
+            Normalised parameters; the first `n2` rows are the second-order sections.
+
+        Returns
+        -------
+        den : ndarray, shape (n2, 2)
+            ``[d, c]`` of each section's :math:`1 + d z^{-1} + c z^{-2}` (before warping).
+        warp : ndarray, shape (n2,), or float
+            Each section's warp; 0.0 for the traditional structure.
+
+        Examples
+        --------
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> layout = Layout(1, 0, "traditional", 1, 1, None, DEFAULT_RANGES, 48000.0)
+        >>> den, warp = layout.second_order_denominators(layout.t_from([(0.5, 12000.0, 0.0)], []))
+        >>> [round(float(v), 6) for v in den[0]], warp
+        ([0.0, 0.25], 0.0)
+        """
+        r, t2 = self.ranges, t[: self.n2]
+        radius = r.pole_radius(t2[:, 0], fs=self.fs)
+        den = second_order_denominator(radius, r.fc_hz(t2[:, 1], fs=self.fs), fs=self.fs)
+        return den, (r.warp(t2[:, 2]) if self.structure != "traditional" else 0.0)
+
+    def first_order_coefs(self, t):
+        """Coefficients of the first-order units at `t`, the delay unit's Thiran coefficient last.
+
+        Parameters
+        ----------
+        t : array_like, shape (n_units, 3)
+            Normalised parameters.
+
+        Returns
+        -------
+        ndarray, shape (n1 + 1 with a delay unit, else n1,), or None
+            None when the layout has neither first-order units nor a delay unit (differentiable in `t`).
+
+        Examples
+        --------
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> layout = Layout(0, 1, "warped", 1, 1, 3, DEFAULT_RANGES, 48000.0)
+        >>> coefs = layout.first_order_coefs(layout.t_from([], [0.25], 1.0))
+        >>> [round(float(c), 6) for c in coefs]
+        [0.25, 0.0]
+        """
+        coefs = []
+        if self.n1:
+            coefs.append(self.ranges.coef(t[self.n2 : self.n2 + self.n1, 0], fs=self.fs))
+        if self.delay_shift is not None:
+            coefs.append(anp.reshape(thiran_coef(1.0 + 0.5 * t[-1, 0]), (1,)))
+        return anp.concatenate(coefs) if coefs else None
 
     def cells(self, t):
         """The `apfdsp.cascade` cells for normalised parameters `t` (see the class docstring).

@@ -158,6 +158,27 @@ class BinSums(NamedTuple):
     power_x: np.ndarray
     power_y: np.ndarray
 
+    @classmethod
+    def zeros(cls, bins):
+        """Empty sums of `bins` frequency bins, to be added to.
+
+        Parameters
+        ----------
+        bins : int
+            Number of frequency bins (``nfft // 2 + 1`` of `stft_settings`).
+
+        Returns
+        -------
+        BinSums
+
+        Examples
+        --------
+        >>> sums = BinSums.zeros(3)
+        >>> sums.cross.dtype.kind, float(sums.magnitude.sum())
+        ('c', 0.0)
+        """
+        return cls(np.zeros(bins), np.zeros(bins), np.zeros(bins, complex), np.zeros(bins), np.zeros(bins))
+
     def totals(self):
         r"""``(A, B)`` summed over frequency; AudioError when the pair shares no energy.
 
@@ -192,8 +213,7 @@ def _bin_sums(x, y, fs, *, y_spectrum=None, chunk=_FRAMES_PER_FFT):
     """
     frames_x, window, centre = _frames(x, fs)
     chunks_y = None if y_spectrum is not None else _spectrum_chunks(*_frames(y, fs), chunk=chunk)
-    sums = BinSums(*(np.zeros(centre.size) for _ in range(2)), np.zeros(centre.size, complex),
-                   np.zeros(centre.size), np.zeros(centre.size))
+    sums = BinSums.zeros(centre.size)
     for i, X in _spectrum_chunks(frames_x, window, centre, chunk=chunk):
         Y = y_spectrum[..., i : i + X.shape[-2], :] if chunks_y is None else next(chunks_y)[1]
         _add_bin_sums(sums, X, Y)
@@ -912,8 +932,7 @@ class StreamingMixMeter:
         self._buffers = None
         self._seen = 0
         bins = self.nfft // 2 + 1
-        self._sums = [BinSums(np.zeros(bins), np.zeros(bins), np.zeros(bins, complex), np.zeros(bins), np.zeros(bins))
-                      for _ in range(self.n_candidates)]
+        self._sums = [BinSums.zeros(bins) for _ in range(self.n_candidates)]
         self._xy = np.zeros(self.n_candidates)
         self._xx = np.zeros(self.n_candidates)
         self._yy = 0.0
