@@ -1,5 +1,5 @@
 """``python -m apfdsp``: the apfdsp command line (docs/architecture.md, section 2.27)."""
 
-from .cli import main
+from .cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

@@ -37,13 +37,14 @@ from .ranges import DEFAULT_RANGES, ParamRanges
 from .threads import single_threaded_blas
 
 # equation_error_phase_loss lives in apfdsp.designs; it stays importable from here.
-__all__ = ["fit_phase", "FitResult", "STRUCTURES", "equation_error_phase_loss"]
+__all__ = ["fit_phase", "FitResult", "STRUCTURES", "START_KINDS", "equation_error_phase_loss"]
 
 STRUCTURES = ("traditional", "warped", "stretched")
+START_KINDS = ("equation-error", "group-delay", "random")
 _EXACT = 1e-10  # loss of a practically exact fit (phase error ~1e-5 rad, null below -100 dB)
 _N_FINALISTS = 2
-# The starts' polishes run on this many threads (direct parameters): two, or one on a one-core machine.
-_POLISH_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# The equation-error designs are solved on this many threads: two, or one on a one-core machine.
+_DESIGN_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 _LOSS_RESOLUTION = 1e-15  # rounding level of the loss (a sum of phasors of modulus 1 +- 1e-16)
 
 
@@ -153,6 +154,7 @@ def fit_phase(
     delay_search=2,
     min_delay=None,
     n_random=2,
+    start_kinds=START_KINDS,
     n_keep=3,
     max_iter=300,
     lr=0.02,
@@ -205,6 +207,10 @@ def fit_phase(
         model that can be streamed.
     n_random : int
         Number of random starts (in addition to the equation-error and group-delay starts).
+    start_kinds : tuple of str
+        The kinds of start tried, among `START_KINDS` (``"equation-error"``, ``"group-delay"``,
+        ``"random"``). When the chosen kinds give no start (``structure="stretched"`` has no
+        equation-error design), the others are tried, with at least one random start.
     n_keep : int
         Number of equation-error starts polished (the best ones before polishing).
     max_iter : int
@@ -270,7 +276,7 @@ def fit_phase(
     spec = _check_arguments(freqs, target, fs=fs, weights=weights, structure=structure, n_sections=n_sections,
                             stretch=stretch, polarity=polarity, delay=delay, parameterization=parameterization,
                             optimizer=optimizer, delay_search=delay_search, min_delay=min_delay, n_random=n_random,
-                            n_keep=n_keep, max_iter=max_iter, lr=lr, ranges=ranges, prune=prune,
+                            start_kinds=start_kinds, n_keep=n_keep, max_iter=max_iter, lr=lr, ranges=ranges, prune=prune,
                             anticausal=anticausal, seed=seed)
     rng = np.random.default_rng(seed)
     w = 2 * np.pi * spec.freqs / spec.fs
@@ -278,13 +284,15 @@ def fit_phase(
     delay_shift, frac = _delay_start(delay, min_delay)
     base = Layout(0, 0, structure, spec.stretch, 1, delay_shift, ranges, spec.fs)
     starts = []
-    if structure != "stretched":
+    if structure != "stretched" and "equation-error" in spec.start_kinds:
         candidates, tau_shift = _delay_candidates(w, spec.target_phase, spec.weights, delay=delay, min_delay=min_delay,
                                                   delay_search=spec.delay_search, n_sections=spec.n_sections)
         starts += _equation_error_starts(problem, base, candidates, tau_shift=tau_shift, polarities=spec.polarities,
                                          anticausal=anticausal, n_keep=spec.n_keep)
-    starts += _group_delay_start(problem, base, spec.n_sections, frac)
-    n_random = max(spec.n_random, 0 if starts else 1)  # no start from the designs: one random start
+    kinds = spec.start_kinds if starts else START_KINDS  # no design: the other kinds
+    if "group-delay" in kinds:
+        starts += _group_delay_start(problem, base, spec.n_sections, frac)
+    n_random = max(spec.n_random if "random" in kinds else 0, 0 if starts else 1)  # no start yet: one random
     starts += _random_starts(rng, base, spec.freqs, spec.weights, spec.n_sections, frac, n_random)
     starts = _best_polarity(problem, starts, spec.polarities)
     tried, best = _polish_and_select(problem, starts, max_iter=spec.max_iter, rng=rng, callback=callback)
@@ -315,6 +323,7 @@ class _FitSpec:
     stretch: int
     polarities: tuple
     n_random: int
+    start_kinds: tuple
     delay_search: int
     n_keep: int
     max_iter: int
@@ -323,7 +332,7 @@ class _FitSpec:
 
 
 def _check_arguments(freqs, target, *, fs, weights, structure, n_sections, stretch, polarity, delay,
-                     parameterization, optimizer, delay_search, min_delay, n_random, n_keep, max_iter, lr, ranges,
+                     parameterization, optimizer, delay_search, min_delay, n_random, start_kinds, n_keep, max_iter, lr, ranges,
                      prune, anticausal, seed):
     """Check the arguments of `fit_phase` (raising `ParameterError` in its terms); return a `_FitSpec`."""
     fs = valid_fs(fs)
@@ -351,6 +360,10 @@ def _check_arguments(freqs, target, *, fs, weights, structure, n_sections, stret
     if optimizer not in ("lbfgs", "adam", "adam+lbfgs"):
         raise ParameterError(f"optimizer must be 'lbfgs', 'adam' or 'adam+lbfgs', got {optimizer!r}")
     n_random = valid_int(n_random, "n_random", minimum=0)
+    kinds = tuple(start_kinds) if isinstance(start_kinds, (tuple, list)) else ()
+    if not kinds or any(kind not in START_KINDS for kind in kinds):
+        raise ParameterError(f"start_kinds must be a non-empty tuple of {START_KINDS}, got {start_kinds!r}")
+    start_kinds = tuple(dict.fromkeys(kinds))
     delay_search = valid_int(delay_search, "delay_search", minimum=0)
     n_keep = valid_int(n_keep, "n_keep", minimum=0)
     max_iter = valid_int(max_iter, "max_iter", minimum=1)
@@ -365,11 +378,12 @@ def _check_arguments(freqs, target, *, fs, weights, structure, n_sections, stret
     settings = {
         "structure": structure, "n_sections": n_sections, "stretch": stretch, "polarity": polarity,
         "delay": delay, "delay_search": delay_search, "min_delay": min_delay, "parameterization": param.name,
-        "optimizer": optimizer, "n_random": n_random, "n_keep": n_keep, "max_iter": max_iter, "lr": lr,
+        "optimizer": optimizer, "n_random": n_random,
+        "start_kinds": list(start_kinds), "n_keep": n_keep, "max_iter": max_iter, "lr": lr,
         "ranges": ranges.to_dict(), "prune": prune, "anticausal": bool(anticausal), "seed": seed,
     }
     return _FitSpec(freqs, target_phase, weights, fs, n_sections, stretch, (1, -1) if polarity == "auto" else (polarity,),
-                    n_random, delay_search, n_keep, max_iter, param, settings)
+                    n_random, start_kinds, delay_search, n_keep, max_iter, param, settings)
 
 
 def _delay_start(delay, min_delay):
@@ -460,7 +474,7 @@ def _equation_error_starts(problem, base, candidates, *, tau_shift, polarities, 
         residual = np.exp(1j * (problem.target_phase + problem.w * total_delay))
         for polarity in polarities:
             responses[shift, frac_start, polarity] = polarity * residual
-    scored = []  # (loss, order, layout, t)
+    jobs = []  # (basis, warp, order, keys): the designs of one order and warp, solved as one stack
     for warp in warps:
         theta = warped_frequency(problem.w, warp)
         basis = np.exp(-1j * np.outer(np.arange(max_order + 1), theta))  # rows k = 0..max_order
@@ -468,14 +482,19 @@ def _equation_error_starts(problem, base, candidates, *, tau_shift, polarities, 
             if warp != 0.0:
                 order_candidates = order_candidates[:1] + [c for c in order_candidates[1:] if c[0] == tau_shift]
             keys = [(shift, frac_start, polarity) for shift, frac_start in order_candidates for polarity in polarities]
-            if not keys:
-                continue
-            designs = equation_error_allpass(basis, np.array([responses[key] for key in keys]), order,
-                                             problem.weights)
-            for (shift, frac_start, polarity), poles in zip(keys, denominator_roots(designs)):
+            if keys:
+                jobs.append((basis, warp, order, keys))
+
+    def scored_designs(job):
+        basis, warp, order, keys = job
+        designs = equation_error_allpass(basis, np.array([responses[key] for key in keys]), order, problem.weights)
+        return [(problem.value(layout, t), order, layout, t)
+                for (shift, frac_start, polarity), poles in zip(keys, denominator_roots(designs))
                 for layout, t in _design_starts(base, poles, warp=warp, polarity=polarity, shift=shift,
-                                                frac_start=frac_start, anticausal=anticausal, max_order=max_order):
-                    scored.append((problem.value(layout, t), order, layout, t))
+                                                frac_start=frac_start, anticausal=anticausal, max_order=max_order)]
+
+    # Each stack's arithmetic is the same on any thread, and the results are kept in job order.
+    scored = [item for items in _map_in_order(scored_designs, jobs) for item in items]  # (loss, order, layout, t)
     # Best first; among practically equal losses the lower order first (no wasted sections).
     # Losses below _LOSS_RESOLUTION are rounding noise: equal, so the order and the start order decide.
     scored.sort(key=lambda item: max(item[0], _LOSS_RESOLUTION) * (1.0 + 0.05 * item[1]) + 1e-13 * item[1])
@@ -532,13 +551,10 @@ def _polish_and_select(problem, starts, *, max_iter, rng, callback):
             break  # exact fit (noise-free target): nothing can beat it
     polished.sort(key=lambda item: item[0])
     finalists = polished[:_N_FINALISTS]
-    # the finalists not yet exact get the full budget (on two threads where `_polish_in_order` allows)
-    refined = iter(list(_polish_in_order(problem, [(lay, t) for value, lay, t, _, _ in finalists if value >= _EXACT],
-                                         n_iter=max_iter, rng=rng)))
     best = None
     for value, layout, t, history, kind in finalists:
-        if value >= _EXACT:
-            t, value, more = next(refined)
+        if value >= _EXACT:  # not yet exact: the full budget
+            t, value, more = problem.polish(layout, t, n_iter=max_iter, rng=rng)
             history = np.concatenate([history, more])
         if best is None or _better(value, layout, best[0], best[1]):
             best = (value, layout, t, history, kind)
@@ -561,41 +577,22 @@ def _assemble_result(cascade, spec, *, history, kind, tried, start_time):
 
 
 def _polish_starts(problem, starts, *, n_iter, rng):
-    """Yield (kind, layout, polish result) for each start, in order.
+    """Yield (kind, layout, polish result) for each start, in order (the caller stops at an exact fit).
 
-    The first start is polished alone (often exact on clean targets, which ends the search), the
-    others by `_polish_in_order`.
+    The polishes run on one thread: a polish is hundreds of small array operations, and two threads
+    contending for the GIL between them were slower than one (measured in ``benchmarks/speed_memory.py``).
     """
-    starts = list(starts)
-    if not starts:
-        return
-    kind, layout, t = starts[0]
-    yield kind, layout, problem.polish(layout, t, n_iter=n_iter, rng=rng)
-    rest = starts[1:]
-    for (kind, layout, _), result in zip(rest, _polish_in_order(problem, [(lay, t) for _, lay, t in rest],
-                                                                 n_iter=n_iter, rng=rng)):
-        yield kind, layout, result
+    for kind, layout, t in starts:
+        yield kind, layout, problem.polish(layout, t, n_iter=n_iter, rng=rng)
 
 
-def _polish_in_order(problem, jobs, *, n_iter, rng):
-    """Yield the polish result (t, loss, history) of each ``(layout, t)`` in `jobs`, in order.
-
-    With direct parameters a polish uses no random numbers, so two or more jobs are polished on two
-    threads: numpy releases the GIL in the array arithmetic that dominates a polish. The results are
-    those of polishing in order.
-    """
-    if not isinstance(problem.parameterization, Direct) or len(jobs) < 2 or _POLISH_THREADS < 2:
-        for layout, t in jobs:
-            yield problem.polish(layout, t, n_iter=n_iter, rng=rng)
-        return
-    with ThreadPoolExecutor(max_workers=_POLISH_THREADS) as pool:
-        futures = [pool.submit(problem.polish, layout, t, n_iter=n_iter, rng=None) for layout, t in jobs]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+def _map_in_order(function, items):
+    """``[function(item) for item in items]``, on `_DESIGN_THREADS` threads (numpy releases the GIL in the
+    long einsums of the designs)."""
+    if len(items) < 2 or _DESIGN_THREADS < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=_DESIGN_THREADS) as pool:
+        return list(pool.map(function, items))
 
 
 def _better(value, layout, best_value, best_layout):

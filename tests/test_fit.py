@@ -401,17 +401,17 @@ def test_best_polarity_picks_the_better_sign():
     assert layout.polarity == 1  # equation-error starts keep the polarity they were designed with
 
 
-def test_polishes_on_two_threads_give_the_results_of_one(monkeypatch):
-    """Stage 1 and the finalists run on two threads with direct parameters: bit for bit the fit of one thread."""
+def test_designs_on_two_threads_give_the_results_of_one(monkeypatch):
+    """The equation-error designs are solved on two threads: bit for bit the fit of one thread."""
     import apfdsp.fit as fit_module
 
     truth = _targets(seed=21)[0]
     rng = np.random.default_rng(4)
     target = truth.phase(F) + rng.normal(0, 0.05, F.size)  # noisy: every start is polished, two finalists
-    options = dict(fs=FS, n_sections=4, max_iter=40, seed=3)
-    monkeypatch.setattr(fit_module, "_POLISH_THREADS", 2)
+    options = dict(fs=FS, n_sections=4, max_iter=40, seed=3, delay=2.3)
+    monkeypatch.setattr(fit_module, "_DESIGN_THREADS", 2)
     two = fit_phase(F, target, **options)
-    monkeypatch.setattr(fit_module, "_POLISH_THREADS", 1)
+    monkeypatch.setattr(fit_module, "_DESIGN_THREADS", 1)
     one = fit_phase(F, target, **options)
     assert len(two.starts) > 3
     assert two.cascade.to_dict() == one.cascade.to_dict() and two.loss == one.loss
