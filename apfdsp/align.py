@@ -10,6 +10,7 @@ flow is docs/architecture.md, section 3.
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,7 @@ from .confidence import pair_statistics, verdict
 from .estimate import estimate, reduce_grid
 from .exceptions import AudioError, ParameterError
 from .fit import fit_phase
-from .fit_audio import BASE_SECTIONS, delay_polarity_model, more_sections
+from .fit_audio import BASE_SECTIONS, delay_polarity_model, more_sections, order_probe
 from .metrics import MixMeter
 from .threads import single_threaded_blas
 
@@ -298,10 +299,11 @@ def _snap_delay(cascade):
     return AllpassCascade([c for c in cascade if not isinstance(c, Delay) and c not in units], fs=cascade.fs)
 
 
-def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins, nperseg, fit_options, callback,
-             causal):
-    """Estimate and fit one (possibly multichannel, pooled) pair; return (allpass, baseline, est, fit)."""
-    est = estimate(dry, wet, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
+def _fit_one(dry, wet, est, *, probe, fs, n_sections, structure, seed, max_bins, fit_options, callback, causal):
+    """Fit one (possibly multichannel, pooled) pair from its estimate; return (allpass, baseline, est, fit).
+
+    `probe` is the future of ``order_probe(est)`` (None unless the order is automatic).
+    """
     baseline = _snap_delay(delay_polarity_model(est, fs=fs))
     freqs, H, weights = reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     if freqs.size < 2:
@@ -334,8 +336,8 @@ def _fit_one(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, max_bins
     if not any(isinstance(c, Delay) for c in cells) and est_shift:
         cells.append(Delay(float(est_shift)))
     allpass = _snap_delay(AllpassCascade(cells, fs=fs))
-    if n_sections is None and structure != "stretched":
-        allpass = more_sections(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed)
+    if probe is not None:
+        allpass = more_sections(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed, probe=probe.result())
     return allpass, baseline, est, result
 
 
@@ -384,9 +386,8 @@ def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channe
     max_bins = valid_int(max_bins, "max_bins", minimum=16)
     if not (np.isfinite(max_delay_s) and max_delay_s > 0):
         raise ParameterError(f"max_delay_s must be a positive number of seconds, got {max_delay_s!r}")
-    kwargs = dict(fs=fs, n_sections=n_sections, structure=structure, seed=seed, max_delay_s=max_delay_s,
-                  max_bins=max_bins, nperseg=nperseg, fit_options=fit_options, callback=callback,
-                  causal=causal)
+    kwargs = dict(fs=fs, n_sections=n_sections, structure=structure, seed=seed, max_bins=max_bins,
+                  fit_options=fit_options, callback=callback, causal=causal)
     if per_channel and dry.ndim == 2 and dry.shape[0] > 1:
         # a mono wet serves every channel (lengths may differ: only the channel axis broadcasts)
         wets = wet if wet.ndim == 2 and wet.shape[0] == dry.shape[0] else np.broadcast_to(
@@ -394,9 +395,24 @@ def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channe
         channel_pairs = list(zip(dry, wets))
     else:
         channel_pairs = [(dry, wet)]
-    fits = [_fit_one(d, w, **kwargs) for d, w in channel_pairs]
+    automatic = n_sections is None and structure != "stretched"
+    # What does not wait for the fits runs beside them on a second thread (the fits are mostly Python-level
+    # work that holds the GIL; these are long FFTs and einsums that release it). Same results, in order.
+    background = ThreadPoolExecutor(max_workers=1)
+    try:
+        meter = background.submit(MixMeter, wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
+        before = background.submit(lambda: meter.result().report(dry))
+        fits, statistics = [], None
+        for d, w in channel_pairs:
+            est = estimate(d, w, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
+            if statistics is None:
+                statistics = background.submit(pair_statistics, dry, wet, fs=fs, integer_delay=est.integer_delay)
+            probe = background.submit(order_probe, est, fs=fs) if automatic else None
+            fits.append(_fit_one(d, w, est, probe=probe, **kwargs))
+        meter, before, statistics = meter.result(), before.result(), statistics.result()
+    finally:
+        background.shutdown(cancel_futures=True)  # on an error, what has not started never starts
     single = len(fits) == 1
-    meter = MixMeter(wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
     aligned, by_baseline, cascades, methods, sums = _aligned_pairs(fits, channel_pairs, meter)
     aligned, by_baseline = (aligned[0], by_baseline[0]) if single else (np.stack(aligned), np.stack(by_baseline))
     # One shared model: the sums measured while choosing are those of the whole result.
@@ -406,8 +422,7 @@ def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channe
     first_est = fits[0][2]
     polarity, polarity_label, rotation = broadband_polarity(
         cascades[0], first_est.freqs, _energy_weights(first_est), first_est.delay_samples)
-    confidence, warnings = verdict(pair_statistics(dry, wet, fs=fs, integer_delay=first_est.integer_delay),
-                                   null_db=after["null_db"], peak=first_est.gcc_peak)
+    confidence, warnings = verdict(statistics, null_db=after["null_db"], peak=first_est.gcc_peak)
     return AlignResult(
         aligned=aligned if keep_audio else None,
         cascade=cascades[0] if single else cascades,
@@ -416,7 +431,7 @@ def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channe
         polarity=polarity,
         polarity_label=polarity_label,
         phase_rotation_deg=rotation,
-        before=meter.report(dry),
+        before=before,
         delay_polarity=delay_polarity,
         after=after,
         elapsed_s=time.perf_counter() - start,

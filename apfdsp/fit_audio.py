@@ -55,7 +55,7 @@ from .tdfilter import sosfilt
 from .threads import single_threaded_blas
 
 __all__ = ["fit_audio", "AudioFitResult", "LOSSES", "INITS", "warmup_samples", "warmup_bound", "SECTION_RUNGS",
-           "MAX_SECTIONS", "BASE_SECTIONS", "ORDER_MARGIN_DB", "more_sections"]
+           "MAX_SECTIONS", "BASE_SECTIONS", "ORDER_MARGIN_DB", "more_sections", "order_probe"]
 
 #: Loss names accepted by `fit_audio`.
 LOSSES = ("multi-resolution", "sum-magnitude", "mse", "ncc")
@@ -623,8 +623,41 @@ def _high_rung(freqs, H, weights, fs, top_probe):
     return lower if _frequency_probe(freqs, H, weights, fs, lower) <= enough else MAX_SECTIONS
 
 
+def order_probe(est, *, fs):
+    """The frequency-domain probe of `more_sections`: how well an allpass of `MAX_SECTIONS` sections can fit.
+
+    `apfdsp.designs.equation_error_phase_loss` of order ``2 * MAX_SECTIONS + 1`` on the estimate's bins
+    that carry weight (docs/maths.md, section 9.7). It needs only the estimate, so `apfdsp.align` computes
+    it while the first fit runs.
+
+    Parameters
+    ----------
+    est : apfdsp.estimate.Estimate
+        The pair's estimate.
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    loss : float
+        The phase loss of the best unpolished design (`apfdsp.losses.phase_loss`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from apfdsp import Allpass2, AllpassCascade
+    >>> from apfdsp.estimate import estimate
+    >>> dry = np.random.default_rng(0).standard_normal(48000)
+    >>> wet = AllpassCascade([Allpass2(0.9, 500.0)], fs=48000).apply(dry)
+    >>> bool(order_probe(estimate(dry, wet, fs=48000), fs=48000) < 1e-4)
+    True
+    """
+    keep = est.weights > 0
+    return _frequency_probe(est.freqs[keep], est.H[keep], est.weights[keep], fs, MAX_SECTIONS)
+
+
 @single_threaded_blas
-def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
+def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0, probe=None):
     """The automatic order of `apfdsp.align`: `allpass`, or a time-domain design with more sections where
     that pays.
 
@@ -642,6 +675,8 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
         Keep the design causal (`fit_audio` ``anticausal=not causal``).
     seed : int
         Seed passed to `fit_audio`.
+    probe : float, optional
+        ``order_probe(est, fs=fs)``, when already computed.
 
     Returns
     -------
@@ -680,18 +715,18 @@ def more_sections(dry, wet, est, allpass, *, fs, causal=False, seed=0):
     True
     """
     try:
-        return _climb(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed)
+        return _climb(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed, probe=probe)
     except AudioError:  # too little audio for a time-domain design (or its probe): the first fit stands
         return allpass
 
 
-def _climb(dry, wet, est, allpass, *, fs, causal, seed):
+def _climb(dry, wet, est, allpass, *, fs, causal, seed, probe):
     """`more_sections`' probes and designs (which raise `AudioError` on audio too short for them)."""
     keep = est.weights > 0
     freqs, H, weights = est.freqs[keep], est.H[keep], est.weights[keep]
     w = 2 * np.pi * freqs / fs
     current = float(phase_loss(allpass.phase(freqs) + w * est.integer_delay, np.angle(H), weights))
-    probe = _frequency_probe(freqs, H, weights, fs, MAX_SECTIONS)
+    probe = order_probe(est, fs=fs) if probe is None else probe
     rungs, first_null = (), None
     if probe < current * 10 ** (-PROBE_MARGIN_DB / 10):
         rungs = (_high_rung(freqs, H, weights, fs, probe),)
