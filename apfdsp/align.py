@@ -299,12 +299,13 @@ def _snap_delay(cascade):
     return AllpassCascade([c for c in cascade if not isinstance(c, Delay) and c not in units], fs=cascade.fs)
 
 
-def _fit_one(dry, wet, est, *, probe, fs, n_sections, structure, seed, max_bins, fit_options, callback, causal):
+def _fit_one(dry, wet, est, *, baseline, probe, fs, n_sections, structure, seed, max_bins, fit_options, callback,
+             causal):
     """Fit one (possibly multichannel, pooled) pair from its estimate; return (allpass, baseline, est, fit).
 
-    `probe` is the future of ``order_probe(est)`` (None unless the order is automatic).
+    `baseline` is the pair's delay + polarity model, `probe` the future of ``order_probe(est)`` (None
+    unless the order is automatic).
     """
-    baseline = _snap_delay(delay_polarity_model(est, fs=fs))
     freqs, H, weights = reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     if freqs.size < 2:
         raise AudioError(
@@ -354,17 +355,25 @@ def _shifted_delay(cell, shift):
     return [Delay(float(cell.shift + shift)), cell.thiran]  # a Delay cell would realise it otherwise
 
 
-def _aligned_pairs(fits, channel_pairs, meter):
+def _measured(meter, cascade, dry):
+    """``cascade.apply(dry)`` and its `apfdsp.metrics.BinSums` against the wet of `meter` (a `MixMeter` or
+    its future)."""
+    filtered = cascade.apply(dry)
+    return filtered, (meter.result() if hasattr(meter, "result") else meter).cross_sums(filtered)
+
+
+def _aligned_pairs(fits, channel_pairs, meter, measured_baseline=None):
     """Per channel: the allpass if its null on the audio is deeper than delay + polarity's, else the latter.
 
+    `measured_baseline` is `_measured` of the delay + polarity model of a single pair, when already known.
     Returns the aligned and the delay + polarity signals, the kept cascades and methods, and per channel
     the `apfdsp.metrics.BinSums` of (kept, delay + polarity).
     """
     aligned, by_baseline, cascades, methods, sums = [], [], [], [], []
     for (allpass, baseline, _, _), (d, w) in zip(fits, channel_pairs):
-        dry_baseline, dry_allpass = baseline.apply(d), allpass.apply(d)
         channel_meter = meter if len(fits) == 1 else MixMeter(w, n=d.shape[-1], fs=meter.fs)
-        base_sums, allpass_sums = channel_meter.cross_sums(dry_baseline), channel_meter.cross_sums(dry_allpass)
+        dry_baseline, base_sums = measured_baseline or _measured(channel_meter, baseline, d)
+        dry_allpass, allpass_sums = _measured(channel_meter, allpass, d)
         if channel_meter.null_db(dry_allpass, sums=allpass_sums) < channel_meter.null_db(dry_baseline, sums=base_sums):
             aligned.append(dry_allpass), cascades.append(allpass), sums.append((allpass_sums, base_sums))
             methods.append("allpass" if _n_sections(allpass) else "delay+polarity")
@@ -402,18 +411,22 @@ def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channe
     try:
         meter = background.submit(MixMeter, wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
         before = background.submit(lambda: meter.result().report(dry))
-        fits, statistics = [], None
+        fits, statistics, measured_baseline = [], None, None
         for d, w in channel_pairs:
             est = estimate(d, w, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
+            baseline = _snap_delay(delay_polarity_model(est, fs=fs))
             if statistics is None:
                 statistics = background.submit(pair_statistics, dry, wet, fs=fs, integer_delay=est.integer_delay)
+            if len(channel_pairs) == 1:
+                measured_baseline = background.submit(_measured, meter, baseline, d)
             probe = background.submit(order_probe, est, fs=fs) if automatic else None
-            fits.append(_fit_one(d, w, est, probe=probe, **kwargs))
+            fits.append(_fit_one(d, w, est, baseline=baseline, probe=probe, **kwargs))
         meter, before, statistics = meter.result(), before.result(), statistics.result()
+        measured_baseline = measured_baseline and measured_baseline.result()
     finally:
         background.shutdown(cancel_futures=True)  # on an error, what has not started never starts
     single = len(fits) == 1
-    aligned, by_baseline, cascades, methods, sums = _aligned_pairs(fits, channel_pairs, meter)
+    aligned, by_baseline, cascades, methods, sums = _aligned_pairs(fits, channel_pairs, meter, measured_baseline)
     aligned, by_baseline = (aligned[0], by_baseline[0]) if single else (np.stack(aligned), np.stack(by_baseline))
     # One shared model: the sums measured while choosing are those of the whole result.
     after = meter.report(aligned, sums=sums[0][0] if single else None)
