@@ -384,6 +384,36 @@ def _aligned_pairs(fits, channel_pairs, meter, measured_baseline=None):
     return aligned, by_baseline, cascades, methods, sums
 
 
+def _fit_pairs(dry, wet, channel_pairs, *, max_delay_s, nperseg, automatic, **kwargs):
+    """Estimate and fit each of `channel_pairs`; beside the fits, on a second thread, the work that does not
+    wait for them.
+
+    The fits are mostly Python-level work that holds the GIL; the wet's `MixMeter`, the 'before' report, the
+    pair statistics, the delay + polarity candidate (`_measured`, one pair only) and the order probe are
+    long FFTs and einsums that release it. The results are those of doing the same work in order.
+    Returns ``(fits, meter, before, statistics, measured_baseline)``.
+    """
+    fs = kwargs["fs"]
+    background = ThreadPoolExecutor(max_workers=1)
+    try:
+        meter = background.submit(MixMeter, wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
+        before = background.submit(lambda: meter.result().report(dry))
+        fits, statistics, measured_baseline = [], None, None
+        for d, w in channel_pairs:
+            est = estimate(d, w, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
+            baseline = _snap_delay(delay_polarity_model(est, fs=fs))
+            if statistics is None:
+                statistics = background.submit(pair_statistics, dry, wet, fs=fs, integer_delay=est.integer_delay)
+            if len(channel_pairs) == 1:
+                measured_baseline = background.submit(_measured, meter, baseline, d)
+            probe = background.submit(order_probe, est, fs=fs) if automatic else None
+            fits.append(_fit_one(d, w, est, baseline=baseline, probe=probe, **kwargs))
+        return (fits, meter.result(), before.result(), statistics.result(),
+                measured_baseline and measured_baseline.result())
+    finally:
+        background.shutdown(cancel_futures=True)  # on an error, what has not started never starts
+
+
 def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channel, causal, max_bins, nperseg,
            fit_options, callback, keep_audio):
     """`align` (``keep_audio=True``) and `fit_alignment`: fit, choose per channel, measure, judge."""
@@ -405,26 +435,8 @@ def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channe
     else:
         channel_pairs = [(dry, wet)]
     automatic = n_sections is None and structure != "stretched"
-    # What does not wait for the fits runs beside them on a second thread (the fits are mostly Python-level
-    # work that holds the GIL; these are long FFTs and einsums that release it). Same results, in order.
-    background = ThreadPoolExecutor(max_workers=1)
-    try:
-        meter = background.submit(MixMeter, wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
-        before = background.submit(lambda: meter.result().report(dry))
-        fits, statistics, measured_baseline = [], None, None
-        for d, w in channel_pairs:
-            est = estimate(d, w, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
-            baseline = _snap_delay(delay_polarity_model(est, fs=fs))
-            if statistics is None:
-                statistics = background.submit(pair_statistics, dry, wet, fs=fs, integer_delay=est.integer_delay)
-            if len(channel_pairs) == 1:
-                measured_baseline = background.submit(_measured, meter, baseline, d)
-            probe = background.submit(order_probe, est, fs=fs) if automatic else None
-            fits.append(_fit_one(d, w, est, baseline=baseline, probe=probe, **kwargs))
-        meter, before, statistics = meter.result(), before.result(), statistics.result()
-        measured_baseline = measured_baseline and measured_baseline.result()
-    finally:
-        background.shutdown(cancel_futures=True)  # on an error, what has not started never starts
+    fits, meter, before, statistics, measured_baseline = _fit_pairs(
+        dry, wet, channel_pairs, max_delay_s=max_delay_s, nperseg=nperseg, automatic=automatic, **kwargs)
     single = len(fits) == 1
     aligned, by_baseline, cascades, methods, sums = _aligned_pairs(fits, channel_pairs, meter, measured_baseline)
     aligned, by_baseline = (aligned[0], by_baseline[0]) if single else (np.stack(aligned), np.stack(by_baseline))

@@ -289,11 +289,16 @@ def fit_phase(
                                                   delay_search=spec.delay_search, n_sections=spec.n_sections)
         starts += _equation_error_starts(problem, base, candidates, tau_shift=tau_shift, polarities=spec.polarities,
                                          anticausal=anticausal, n_keep=spec.n_keep)
-    kinds = spec.start_kinds if starts else START_KINDS  # no design: the other kinds
+    kinds = spec.start_kinds
     if "group-delay" in kinds:
         starts += _group_delay_start(problem, base, spec.n_sections, frac)
-    n_random = max(spec.n_random if "random" in kinds else 0, 0 if starts else 1)  # no start yet: one random
-    starts += _random_starts(rng, base, spec.freqs, spec.weights, spec.n_sections, frac, n_random)
+    starts += _random_starts(rng, base, spec.freqs, spec.weights, spec.n_sections, frac,
+                             spec.n_random if "random" in kinds else 0)
+    if not starts:  # none of the chosen kinds gave a start (a stretched structure has no design): the others
+        starts += [] if "group-delay" in kinds else _group_delay_start(problem, base, spec.n_sections, frac)
+        n_random = 0 if "random" in kinds else spec.n_random
+        starts += _random_starts(rng, base, spec.freqs, spec.weights, spec.n_sections, frac,
+                                 max(n_random, 0 if starts else 1))
     starts = _best_polarity(problem, starts, spec.polarities)
     tried, best = _polish_and_select(problem, starts, max_iter=spec.max_iter, rng=rng, callback=callback)
     value, layout, t, history, kind = best

@@ -376,3 +376,47 @@ def test_a_dc_offset_far_above_the_signal_is_an_audio_error():
     wet = AllpassCascade([Allpass2(0.9, 800.0), Delay(5.0)], fs=FS).apply(dry)
     with pytest.raises(AudioError, match="fewer than two frequencies.*DC offset"):
         align(dry, wet, fs=FS, n_sections=2)
+
+
+def test_align_starts_from_the_equation_error_designs(rng):
+    """`align`'s fits start from the designs only (`ALIGN_START_KINDS`); `fit_options` can ask for others."""
+    from apfdsp.fit import START_KINDS
+
+    dry = rng.standard_normal(24000)
+    wet = AllpassCascade([Allpass2(0.8, 700.0), Delay(3.0)], fs=FS).apply(dry) + 0.05 * rng.standard_normal(24000)
+    kinds = {start["kind"] for start in align(dry, wet, fs=FS, n_sections=2).fit.starts}
+    assert kinds == {"equation-error"}
+    result = align(dry, wet, fs=FS, n_sections=2, fit_options={"start_kinds": START_KINDS})
+    assert {start["kind"] for start in result.fit.starts} == set(START_KINDS)
+
+
+def test_the_work_beside_the_fit_gives_what_serial_work_gives(rng):
+    """What `align` computes on its second thread while the fit runs (the wet's meter and the 'before'
+    null, the pair statistics, the delay + polarity candidate, the order probe) equals the same work done
+    in order, bit for bit."""
+    from apfdsp.confidence import pair_statistics, verdict
+    from apfdsp.estimate import estimate
+    from apfdsp.fit_audio import more_sections, order_probe
+    from apfdsp.metrics import MixMeter
+
+    dry = demo_dry(fs=FS, duration_s=1.0, seed=3)
+    wet = -AllpassCascade([Allpass2(0.85, 1200.0), Allpass2(0.5, 90.0), Delay(17.3)], fs=FS).apply(dry)
+    result = align(dry, wet, fs=FS)
+    assert result.before == MixMeter(wet, n=dry.size, fs=FS).report(dry)
+    est = estimate(dry, wet, fs=FS)
+    assert result.confidence == verdict(pair_statistics(dry, wet, fs=FS, integer_delay=est.integer_delay),
+                                        null_db=result.after["null_db"], peak=est.gcc_peak)[0]
+    assert result.delay_polarity == MixMeter(wet, n=dry.size, fs=FS).report(result.baseline.apply(dry))
+    first = AllpassCascade([Allpass2(0.5, 90.0), Delay(17.0)], fs=FS)
+    assert (more_sections(dry, wet, est, first, fs=FS, probe=order_probe(est, fs=FS)).to_dict()
+            == more_sections(dry, wet, est, first, fs=FS).to_dict())
+
+
+def test_an_error_in_the_fit_stops_the_work_beside_it():
+    """An `AudioError` from the fit (automatic order: the probe was queued) reaches the caller; nothing hangs."""
+    from apfdsp.exceptions import AudioError
+
+    dry = 0.1 + 0.001 * np.random.default_rng(0).standard_normal(48000)
+    wet = AllpassCascade([Allpass2(0.9, 800.0), Delay(5.0)], fs=FS).apply(dry)
+    with pytest.raises(AudioError, match="fewer than two frequencies"):
+        align(dry, wet, fs=FS)
