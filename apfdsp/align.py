@@ -36,11 +36,6 @@ ALIGN_DEFAULTS = {
     "max_bins": 2048,
 }
 
-#: The starts of `align`'s fits (`apfdsp.fit_phase`'s ``start_kinds``): the equation-error designs of every
-#: order. On the README's effect table the group-delay and random starts never won (their polished losses
-#: are 10 to 10^4 times the designs') and cost a fifth of the fit; ``fit_options`` can ask for them.
-ALIGN_START_KINDS = ("equation-error",)
-
 
 @dataclass
 class AlignResult:
@@ -318,7 +313,7 @@ def _fit_one(dry, wet, est, *, baseline, probe, fs, n_sections, structure, seed,
     # (its sections add delay of their own, which a larger advance then compensates).
     min_delay = -est.integer_delay if causal and est.integer_delay >= 0 else -np.inf
     options = dict(n_sections=BASE_SECTIONS if n_sections is None else n_sections, structure=structure,
-                   seed=seed, delay=residual, start_kinds=ALIGN_START_KINDS,
+                   seed=seed, delay=residual,
                    min_delay=min_delay, anticausal=not causal, callback=callback)
     if causal and 0.0 <= est.delay_samples < 1.5:
         # Less than the smallest causal delay unit (0.5 samples after a zero shift): the allpass

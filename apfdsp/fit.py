@@ -37,10 +37,9 @@ from .ranges import DEFAULT_RANGES, ParamRanges
 from .threads import single_threaded_blas
 
 # equation_error_phase_loss lives in apfdsp.designs; it stays importable from here.
-__all__ = ["fit_phase", "FitResult", "STRUCTURES", "START_KINDS", "equation_error_phase_loss"]
+__all__ = ["fit_phase", "FitResult", "STRUCTURES", "equation_error_phase_loss"]
 
 STRUCTURES = ("traditional", "warped", "stretched")
-START_KINDS = ("equation-error", "group-delay", "random")
 _EXACT = 1e-10  # loss of a practically exact fit (phase error ~1e-5 rad, null below -100 dB)
 _N_FINALISTS = 2
 # The equation-error designs are solved on this many threads: two, or one on a one-core machine.
@@ -154,7 +153,6 @@ def fit_phase(
     delay_search=2,
     min_delay=None,
     n_random=2,
-    start_kinds=START_KINDS,
     n_keep=3,
     max_iter=300,
     lr=0.02,
@@ -207,10 +205,6 @@ def fit_phase(
         model that can be streamed.
     n_random : int
         Number of random starts (in addition to the equation-error and group-delay starts).
-    start_kinds : tuple of str
-        The kinds of start tried, among `START_KINDS` (``"equation-error"``, ``"group-delay"``,
-        ``"random"``). When the chosen kinds give no start (``structure="stretched"`` has no
-        equation-error design), the others are tried, with at least one random start.
     n_keep : int
         Number of equation-error starts polished (the best ones before polishing).
     max_iter : int
@@ -276,7 +270,7 @@ def fit_phase(
     spec = _check_arguments(freqs, target, fs=fs, weights=weights, structure=structure, n_sections=n_sections,
                             stretch=stretch, polarity=polarity, delay=delay, parameterization=parameterization,
                             optimizer=optimizer, delay_search=delay_search, min_delay=min_delay, n_random=n_random,
-                            start_kinds=start_kinds, n_keep=n_keep, max_iter=max_iter, lr=lr, ranges=ranges, prune=prune,
+                            n_keep=n_keep, max_iter=max_iter, lr=lr, ranges=ranges, prune=prune,
                             anticausal=anticausal, seed=seed)
     rng = np.random.default_rng(seed)
     w = 2 * np.pi * spec.freqs / spec.fs
@@ -284,21 +278,14 @@ def fit_phase(
     delay_shift, frac = _delay_start(delay, min_delay)
     base = Layout(0, 0, structure, spec.stretch, 1, delay_shift, ranges, spec.fs)
     starts = []
-    if structure != "stretched" and "equation-error" in spec.start_kinds:
+    if structure != "stretched":
         candidates, tau_shift = _delay_candidates(w, spec.target_phase, spec.weights, delay=delay, min_delay=min_delay,
                                                   delay_search=spec.delay_search, n_sections=spec.n_sections)
         starts += _equation_error_starts(problem, base, candidates, tau_shift=tau_shift, polarities=spec.polarities,
                                          anticausal=anticausal, n_keep=spec.n_keep)
-    kinds = spec.start_kinds
-    if "group-delay" in kinds:
-        starts += _group_delay_start(problem, base, spec.n_sections, frac)
-    starts += _random_starts(rng, base, spec.freqs, spec.weights, spec.n_sections, frac,
-                             spec.n_random if "random" in kinds else 0)
-    if not starts:  # none of the chosen kinds gave a start (a stretched structure has no design): the others
-        starts += [] if "group-delay" in kinds else _group_delay_start(problem, base, spec.n_sections, frac)
-        n_random = 0 if "random" in kinds else spec.n_random
-        starts += _random_starts(rng, base, spec.freqs, spec.weights, spec.n_sections, frac,
-                                 max(n_random, 0 if starts else 1))
+    starts += _group_delay_start(problem, base, spec.n_sections, frac)
+    n_random = max(spec.n_random, 0 if starts else 1)  # no start from the designs: one random start
+    starts += _random_starts(rng, base, spec.freqs, spec.weights, spec.n_sections, frac, n_random)
     starts = _best_polarity(problem, starts, spec.polarities)
     tried, best = _polish_and_select(problem, starts, max_iter=spec.max_iter, rng=rng, callback=callback)
     value, layout, t, history, kind = best
@@ -328,7 +315,6 @@ class _FitSpec:
     stretch: int
     polarities: tuple
     n_random: int
-    start_kinds: tuple
     delay_search: int
     n_keep: int
     max_iter: int
@@ -337,7 +323,7 @@ class _FitSpec:
 
 
 def _check_arguments(freqs, target, *, fs, weights, structure, n_sections, stretch, polarity, delay,
-                     parameterization, optimizer, delay_search, min_delay, n_random, start_kinds, n_keep, max_iter, lr, ranges,
+                     parameterization, optimizer, delay_search, min_delay, n_random, n_keep, max_iter, lr, ranges,
                      prune, anticausal, seed):
     """Check the arguments of `fit_phase` (raising `ParameterError` in its terms); return a `_FitSpec`."""
     fs = valid_fs(fs)
@@ -365,10 +351,6 @@ def _check_arguments(freqs, target, *, fs, weights, structure, n_sections, stret
     if optimizer not in ("lbfgs", "adam", "adam+lbfgs"):
         raise ParameterError(f"optimizer must be 'lbfgs', 'adam' or 'adam+lbfgs', got {optimizer!r}")
     n_random = valid_int(n_random, "n_random", minimum=0)
-    kinds = tuple(start_kinds) if isinstance(start_kinds, (tuple, list)) else ()
-    if not kinds or any(kind not in START_KINDS for kind in kinds):
-        raise ParameterError(f"start_kinds must be a non-empty tuple of {START_KINDS}, got {start_kinds!r}")
-    start_kinds = tuple(dict.fromkeys(kinds))
     delay_search = valid_int(delay_search, "delay_search", minimum=0)
     n_keep = valid_int(n_keep, "n_keep", minimum=0)
     max_iter = valid_int(max_iter, "max_iter", minimum=1)
@@ -383,12 +365,11 @@ def _check_arguments(freqs, target, *, fs, weights, structure, n_sections, stret
     settings = {
         "structure": structure, "n_sections": n_sections, "stretch": stretch, "polarity": polarity,
         "delay": delay, "delay_search": delay_search, "min_delay": min_delay, "parameterization": param.name,
-        "optimizer": optimizer, "n_random": n_random,
-        "start_kinds": list(start_kinds), "n_keep": n_keep, "max_iter": max_iter, "lr": lr,
+        "optimizer": optimizer, "n_random": n_random, "n_keep": n_keep, "max_iter": max_iter, "lr": lr,
         "ranges": ranges.to_dict(), "prune": prune, "anticausal": bool(anticausal), "seed": seed,
     }
     return _FitSpec(freqs, target_phase, weights, fs, n_sections, stretch, (1, -1) if polarity == "auto" else (polarity,),
-                    n_random, start_kinds, delay_search, n_keep, max_iter, param, settings)
+                    n_random, delay_search, n_keep, max_iter, param, settings)
 
 
 def _delay_start(delay, min_delay):

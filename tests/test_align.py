@@ -378,18 +378,6 @@ def test_a_dc_offset_far_above_the_signal_is_an_audio_error():
         align(dry, wet, fs=FS, n_sections=2)
 
 
-def test_align_starts_from_the_equation_error_designs(rng):
-    """`align`'s fits start from the designs only (`ALIGN_START_KINDS`); `fit_options` can ask for others."""
-    from apfdsp.fit import START_KINDS
-
-    dry = rng.standard_normal(24000)
-    wet = AllpassCascade([Allpass2(0.8, 700.0), Delay(3.0)], fs=FS).apply(dry) + 0.05 * rng.standard_normal(24000)
-    kinds = {start["kind"] for start in align(dry, wet, fs=FS, n_sections=2).fit.starts}
-    assert kinds == {"equation-error"}
-    result = align(dry, wet, fs=FS, n_sections=2, fit_options={"start_kinds": START_KINDS})
-    assert {start["kind"] for start in result.fit.starts} == set(START_KINDS)
-
-
 def test_the_work_beside_the_fit_gives_what_serial_work_gives(rng):
     """What `align` computes on its second thread while the fit runs (the wet's meter and the 'before'
     null, the pair statistics, the delay + polarity candidate, the order probe) equals the same work done

@@ -418,32 +418,3 @@ def test_designs_on_two_threads_give_the_results_of_one(monkeypatch):
     assert [s["loss"] for s in two.starts] == [s["loss"] for s in one.starts]
     assert np.array_equal(two.loss_history, one.loss_history)
 
-
-def _kinds(result):
-    return {start["kind"] for start in result.starts}
-
-
-def test_start_kinds_choose_the_starts():
-    """`start_kinds` limits the starts to the kinds asked for; the default tries all three."""
-    truth = _targets(seed=5)[0]
-    target = truth.phase(F) + np.random.default_rng(2).normal(0, 0.05, F.size)  # noisy: no early exact stop
-    options = dict(fs=FS, n_sections=3, max_iter=20, seed=1)
-    assert _kinds(fit_phase(F, target, **options)) == {"equation-error", "group-delay", "random"}
-    assert _kinds(fit_phase(F, target, start_kinds=("equation-error",), **options)) == {"equation-error"}
-    assert _kinds(fit_phase(F, target, start_kinds=["random"], n_random=3, **options)) == {"random"}
-    assert fit_phase(F, target, start_kinds=("group-delay", "random"), **options).settings["start_kinds"] == [
-        "group-delay", "random"]
-
-
-def test_start_kinds_without_a_design_fall_back_to_the_other_kinds():
-    """A stretched structure has no equation-error design: the other kinds are tried, not nothing."""
-    truth = _targets(seed=5)[0]
-    result = fit_phase(F, truth.phase(F), fs=FS, n_sections=2, structure="stretched", max_iter=10,
-                       start_kinds=("equation-error",))
-    assert "random" in _kinds(result) and "equation-error" not in _kinds(result)
-
-
-@pytest.mark.parametrize("bad", ["random", (), ("newton",), None, 3, ("random", "tabu")])
-def test_start_kinds_bad_values(bad):
-    with pytest.raises(ParameterError, match="start_kinds must be a non-empty tuple of"):
-        fit_phase(F, GOOD_TARGET, fs=FS, start_kinds=bad)
