@@ -117,6 +117,16 @@ class _Problem:
         """The loss of `layout` with normalised parameters `t`."""
         return self.grid.loss(layout, t, gradient=False)
 
+    def values(self, starts):
+        """The losses of the ``(layout, t)`` pairs `starts`, those of one shape evaluated together."""
+        groups = {}  # shape -> indices into starts
+        for index, (layout, _) in enumerate(starts):
+            groups.setdefault((layout.n2, layout.n1, layout.delay_shift is None), []).append(index)
+        values = np.empty(len(starts))
+        for indices in groups.values():
+            values[indices] = self.grid.losses([starts[i][0] for i in indices], [starts[i][1] for i in indices])
+        return values
+
     def polish(self, layout, t, *, n_iter, rng):
         """Optimise from t; return (t, loss, history)."""
         if layout.n_units == 0:
@@ -474,10 +484,10 @@ def _equation_error_starts(problem, base, candidates, *, tau_shift, polarities, 
     def scored_designs(job):
         basis, warp, order, keys = job
         designs = equation_error_allpass(basis, np.array([responses[key] for key in keys]), order, problem.weights)
-        return [(problem.value(layout, t), order, layout, t)
-                for (shift, frac_start, polarity), poles in zip(keys, denominator_roots(designs))
-                for layout, t in _design_starts(base, poles, warp=warp, polarity=polarity, shift=shift,
-                                                frac_start=frac_start, anticausal=anticausal, max_order=max_order)]
+        starts = [start for (shift, frac_start, polarity), poles in zip(keys, denominator_roots(designs))
+                  for start in _design_starts(base, poles, warp=warp, polarity=polarity, shift=shift,
+                                              frac_start=frac_start, anticausal=anticausal, max_order=max_order)]
+        return [(value, order, layout, t) for value, (layout, t) in zip(problem.values(starts), starts)]
 
     # Each stack's arithmetic is the same on any thread, and the results are kept in job order.
     scored = [item for items in _map_in_order(scored_designs, jobs) for item in items]  # (loss, order, layout, t)

@@ -153,6 +153,49 @@ class PhaseGrid:
         """
         return _loss(layout, np.asarray(t, dtype=float), self, self.error(layout), gradient)
 
+    def losses(self, layouts, ts):
+        """The losses of several layouts of one shape in one vectorised evaluation.
+
+        The layouts share ``n2``, ``n1``, ``structure``, ``stretch`` and whether they have a delay unit;
+        their shifts, polarities and anticausal flags may differ. Each value equals ``loss(layout, t,
+        gradient=False)`` to rounding (the sums over frequency are taken in another order).
+
+        Parameters
+        ----------
+        layouts : sequence of apfdsp.layout.Layout
+            Layouts of one shape.
+        ts : sequence of ndarray, each of shape (n_units, 3)
+            Their normalised parameters.
+
+        Returns
+        -------
+        losses : ndarray, shape (len(layouts),)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from apfdsp.layout import Layout
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> grid = PhaseGrid(np.linspace(0.01, 3.0, 64), np.zeros(64), np.ones(64))
+        >>> layouts = [Layout(1, 0, "warped", 1, p, None, DEFAULT_RANGES, 48000.0) for p in (1, -1)]
+        >>> ts = [np.array([[0.5, 0.1, 0.2]])] * 2
+        >>> bool(np.allclose(grid.losses(layouts, ts), [grid.loss(lay, t, gradient=False) for lay, t in zip(layouts, ts)]))
+        True
+        """
+        first = layouts[0]
+        t = np.asarray(ts, dtype=float)
+        error = np.stack([self.error(layout) for layout in layouts])
+        signs = np.stack([np.ones(first.n2 + first.n1) if layout.signs() is None else layout.signs()
+                          for layout in layouts])
+        if first.n2:
+            error = error * _total_phasor(_second_order_phasors(first, t[:, : first.n2], self)[0],
+                                          signs[:, : first.n2])
+        coefs, _ = _first_order_coefs(first, t)
+        if coefs is not None:  # the delay unit, last, is causal
+            unit_signs = np.concatenate([signs[:, first.n2 :], np.ones((len(layouts), coefs.shape[1] - first.n1))], 1)
+            error = error * _total_phasor(_first_order_phasor(coefs, self)[0], unit_signs)
+        return np.maximum((1.0 - error.real) @ self.weights / self.weight_sum, 0.0)
+
     def direct_objective(self, layout):
         """`direct_loss_and_grad` of `layout` on this grid.
 
@@ -179,26 +222,39 @@ class PhaseGrid:
         return _direct_objective(layout, self, self.error(layout))
 
 
-def _second_order(layout, t2, grid):
-    """Phasors exp(j phase) (S, F) of the second-order sections, and a function of dLoss/dphase (F,)
-    returning dLoss/dt (S, 3) for these sections (each section's phase counted once, sign +1)."""
+def _second_order_phasors(layout, t2, grid):
+    """Phasors exp(j phase) (..., S, F) of second-order sections with parameters `t2` (..., S, 3), and the
+    intermediates of their gradient (a dict)."""
     ranges, fs = layout.ranges, layout.fs
-    radius = ranges.pole_radius(t2[:, 0], fs=fs)
-    fc = ranges.fc_hz(t2[:, 1], fs=fs)
+    radius = ranges.pole_radius(t2[..., 0], fs=fs)
+    fc = ranges.fc_hz(t2[..., 1], fs=fs)
     angle = 2.0 * np.pi * fc / fs
-    d, c = (-2.0 * radius * np.cos(angle))[:, None], (radius * radius)[:, None]
+    d, c = (-2.0 * radius * np.cos(angle))[..., None], (radius * radius)[..., None]
     warped = layout.structure != "traditional"
     cos_kw, sin_kw, e = grid.unit_delay(layout.stretch if layout.structure == "stretched" else 1)
+    a = None
     if warped:
-        a = ranges.warp(t2[:, 2])[:, None]
+        a = ranges.warp(t2[..., 2])[..., None]
         v = (a + e) / (1.0 + a * e)
     else:
-        v = np.broadcast_to(e, (len(t2), e.size))
+        v = np.broadcast_to(e, t2.shape[:-1] + e.shape)
     v2 = v * v
     den = 1.0 + d * v + c * v2
     inv = 1.0 / den
     # exp(j phi) = v^2 conj(D) / D  (phi = -2 theta - 2 arg D, v = exp(-j theta)): no arctangents
     phasor = v2 * den.conj() * inv
+    return phasor, dict(radius=radius, fc=fc, angle=angle, d=d, c=c, a=a, v=v, v2=v2, inv=inv, cos_kw=cos_kw,
+                        sin_kw=sin_kw)
+
+
+def _second_order(layout, t2, grid):
+    """Phasors exp(j phase) (S, F) of the second-order sections, and a function of dLoss/dphase (F,)
+    returning dLoss/dt (S, 3) for these sections (each section's phase counted once, sign +1)."""
+    ranges, fs = layout.ranges, layout.fs
+    phasor, parts = _second_order_phasors(layout, t2, grid)
+    radius, fc, angle, d, c, a, v, v2, inv, cos_kw, sin_kw = (
+        parts[name] for name in ("radius", "fc", "angle", "d", "c", "a", "v", "v2", "inv", "cos_kw", "sin_kw"))
+    warped = a is not None
 
     def gradient(dloss_dphase):
         ratio1, ratio2 = v * inv, v2 * inv
@@ -220,37 +276,52 @@ def _second_order(layout, t2, grid):
     return phasor, gradient
 
 
-def _first_order_units(layout, t, grid):
-    """Phasors (S, F) of the first-order and delay units, and their gradient function (see above)."""
+def _first_order_coefs(layout, t):
+    """Coefficients (..., U) of the first-order and delay units of parameters `t` (..., units, 3), and
+    their derivatives with respect to t (None without such units)."""
     n2, n1 = layout.n2, layout.n1
     coefs, dcoef = [], []
     if n1:
-        coefs.append(layout.ranges.coef(t[n2 : n2 + n1, 0], fs=layout.fs))
-        dcoef.append(np.full(n1, layout.ranges.coef_limit(layout.fs)))
+        coefs.append(layout.ranges.coef(t[..., n2 : n2 + n1, 0], fs=layout.fs))
+        dcoef.append(np.full(coefs[-1].shape, layout.ranges.coef_limit(layout.fs)))
     if layout.delay_shift is not None:
-        frac = 1.0 + 0.5 * t[-1, 0]
-        coefs.append(np.array([(1.0 - frac) / (1.0 + frac)]))
-        dcoef.append(np.array([-1.0 / (1.0 + frac) ** 2]))  # d/dt of the Thiran coefficient
+        frac = 1.0 + 0.5 * t[..., -1:, 0]
+        coefs.append((1.0 - frac) / (1.0 + frac))
+        dcoef.append(-1.0 / (1.0 + frac) ** 2)  # d/dt of the Thiran coefficient
     if not coefs:
         return None, None
-    v = grid.unit_delay(1)[2]
-    den = 1.0 + np.concatenate(coefs)[:, None] * v
-    inv = 1.0 / den
-    phasor = v * den.conj() * inv  # exp(j phi), phi = -w - 2 arg D
+    return np.concatenate(coefs, axis=-1), np.concatenate(dcoef, axis=-1)
+
+
+def _first_order_units(layout, t, grid):
+    """Phasors (S, F) of the first-order and delay units, and their gradient function (see above)."""
+    coefs, dcoef = _first_order_coefs(layout, t)
+    if coefs is None:
+        return None, None
+    phasor, v, inv = _first_order_phasor(coefs, grid)
 
     def gradient(dloss_dphase):
-        grad = np.zeros((den.shape[0], 3))
-        grad[:, 0] = -2.0 * ((v * inv).imag @ dloss_dphase) * np.concatenate(dcoef)  # dphi/db = -2 Im(v/D)
+        grad = np.zeros((coefs.shape[0], 3))
+        grad[:, 0] = -2.0 * ((v * inv).imag @ dloss_dphase) * dcoef  # dphi/db = -2 Im(v/D)
         return grad
 
     return phasor, gradient
 
 
+def _first_order_phasor(coefs, grid):
+    """exp(j phi) (..., U, F) of first-order units with coefficients `coefs` (..., U), phi = -w - 2 arg D;
+    and v = exp(-jw), 1 / D for the gradient."""
+    v = grid.unit_delay(1)[2]
+    den = 1.0 + coefs[..., None] * v
+    inv = 1.0 / den
+    return v * den.conj() * inv, v, inv
+
+
 def _total_phasor(phasors, signs):
-    """exp(j sum_s sign_s phi_s) from the sections' phasors (an anticausal section conjugates)."""
+    """exp(j sum_s sign_s phi_s) from the sections' phasors (..., S, F) (an anticausal section conjugates)."""
     if np.any(signs < 0):
-        phasors = np.where(signs[:, None] < 0, phasors.conj(), phasors)
-    return np.prod(phasors, axis=0)
+        phasors = np.where(signs[..., None] < 0, phasors.conj(), phasors)
+    return np.prod(phasors, axis=-2)
 
 
 def cascade_phase_loss(layout, t, w, const, target_phase, weights, *, gradient=True):

@@ -97,3 +97,20 @@ def test_phase_grid_is_bit_identical_to_cascade_phase_loss(rng):
                 ours = grid.direct_objective(layout)(params)
                 reference = direct_loss_and_grad(layout, W, const, target, weights)(params)
                 assert ours[0] == reference[0] and np.array_equal(ours[1], reference[1])
+
+
+@pytest.mark.parametrize("structure", ["warped", "traditional", "stretched"])
+@pytest.mark.parametrize(("n2", "n1", "shift"), [(3, 0, None), (2, 3, 4), (0, 2, -1), (1, 1, None)])
+def test_losses_of_a_stack_equal_the_losses_one_by_one(rng, structure, n2, n1, shift):
+    """`PhaseGrid.losses` (the scores of the equation-error starts) equals `PhaseGrid.loss` per layout, with
+    shifts, polarities and anticausal flags that differ within the stack."""
+    target = rng.uniform(-np.pi, np.pi, W.size)
+    grid = PhaseGrid(W, target, rng.uniform(0.1, 1.0, W.size))
+    layouts, ts = [], []
+    for k in range(6):
+        flags = tuple(bool(f) for f in rng.integers(0, 2, n2 + n1)) if k % 2 else ()
+        layouts.append(Layout(n2, n1, structure, 3, (-1) ** k, None if shift is None else shift + k,
+                              DEFAULT_RANGES, FS, flags))
+        ts.append(rng.uniform(-0.9, 0.9, (n2 + n1 + (shift is not None), 3)))
+    one_by_one = [grid.loss(layout, t, gradient=False) for layout, t in zip(layouts, ts)]
+    np.testing.assert_allclose(grid.losses(layouts, ts), one_by_one, rtol=1e-12, atol=1e-15)
