@@ -184,16 +184,32 @@ class PhaseGrid:
         """
         first = layouts[0]
         t = np.asarray(ts, dtype=float)
-        error = np.stack([self.error(layout) for layout in layouts])
-        signs = np.stack([np.ones(first.n2 + first.n1) if layout.signs() is None else layout.signs()
-                          for layout in layouts])
-        if first.n2:
-            error = error * _total_phasor(_second_order_phasors(first, t[:, : first.n2], self)[0],
-                                          signs[:, : first.n2])
+        n2, n1 = first.n2, first.n1
+        # Every section is an allpass z^-m conj(P(z)) / P(z) of a polynomial P in its delay x (docs/maths.md,
+        # section 5.2): the cascade is x^(sum of +-m) conj(Q) / Q with Q the product of the sections' P
+        # (conjugated for an anticausal section), one division per bin instead of two per section.
+        values, degrees = [], []
+        if n2:
+            stretch = first.stretch if first.structure == "stretched" else 1
+            x = self.unit_delay(stretch)[2]
+            values.append(_warped_quadratic(first, t[:, :n2], x))
+            degrees.append(np.full(n2, 2 * stretch))
         coefs, _ = _first_order_coefs(first, t)
-        if coefs is not None:  # the delay unit, last, is causal
-            unit_signs = np.concatenate([signs[:, first.n2 :], np.ones((len(layouts), coefs.shape[1] - first.n1))], 1)
-            error = error * _total_phasor(_first_order_phasor(coefs, self)[0], unit_signs)
+        if coefs is not None:
+            values.append(1.0 + coefs[..., None] * self.unit_delay(1)[2])
+            degrees.append(np.ones(coefs.shape[1], dtype=int))
+        error = np.stack([self.error(layout) for layout in layouts])
+        if values:
+            values, degrees = np.concatenate(values, axis=1), np.concatenate(degrees)
+            signs = np.ones((len(layouts), values.shape[1]))
+            for row, layout in zip(signs, layouts):
+                if layout.signs() is not None:
+                    row[: n2 + n1] = layout.signs()
+            if np.any(signs < 0):
+                values = np.where(signs[..., None] < 0, values.conj(), values)
+            product = np.prod(values, axis=1)
+            net_delay = np.sum(signs * degrees, axis=1)  # samples: the sum of sign x degree
+            error = error * np.exp(-1j * net_delay[:, None] * self.w) * (product.conj() / product)
         return np.maximum((1.0 - error.real) @ self.weights / self.weight_sum, 0.0)
 
     def direct_objective(self, layout):
@@ -222,39 +238,38 @@ class PhaseGrid:
         return _direct_objective(layout, self, self.error(layout))
 
 
-def _second_order_phasors(layout, t2, grid):
-    """Phasors exp(j phase) (..., S, F) of second-order sections with parameters `t2` (..., S, 3), and the
-    intermediates of their gradient (a dict)."""
+def _warped_quadratic(layout, t2, x):
+    """P(x) = (1 + a x)^2 D((a + x) / (1 + a x)) (..., S, F) of second-order sections with parameters `t2`
+    (..., S, 3): the section is the allpass x^2 conj(P(x)) / P(x) in its delay x (docs/maths.md, section 5.2)."""
     ranges, fs = layout.ranges, layout.fs
     radius = ranges.pole_radius(t2[..., 0], fs=fs)
-    fc = ranges.fc_hz(t2[..., 1], fs=fs)
-    angle = 2.0 * np.pi * fc / fs
-    d, c = (-2.0 * radius * np.cos(angle))[..., None], (radius * radius)[..., None]
-    warped = layout.structure != "traditional"
-    cos_kw, sin_kw, e = grid.unit_delay(layout.stretch if layout.structure == "stretched" else 1)
-    a = None
-    if warped:
-        a = ranges.warp(t2[..., 2])[..., None]
-        v = (a + e) / (1.0 + a * e)
-    else:
-        v = np.broadcast_to(e, t2.shape[:-1] + e.shape)
-    v2 = v * v
-    den = 1.0 + d * v + c * v2
-    inv = 1.0 / den
-    # exp(j phi) = v^2 conj(D) / D  (phi = -2 theta - 2 arg D, v = exp(-j theta)): no arctangents
-    phasor = v2 * den.conj() * inv
-    return phasor, dict(radius=radius, fc=fc, angle=angle, d=d, c=c, a=a, v=v, v2=v2, inv=inv, cos_kw=cos_kw,
-                        sin_kw=sin_kw)
+    d = -2.0 * radius * np.cos(2.0 * np.pi * ranges.fc_hz(t2[..., 1], fs=fs) / fs)
+    c = radius * radius
+    a = ranges.warp(t2[..., 2]) if layout.structure != "traditional" else np.zeros_like(d)
+    p0, p1, p2 = 1.0 + d * a + c * a * a, 2.0 * a + d * (1.0 + a * a) + 2.0 * c * a, a * a + d * a + c
+    return p0[..., None] + p1[..., None] * x + p2[..., None] * (x * x)
 
 
 def _second_order(layout, t2, grid):
     """Phasors exp(j phase) (S, F) of the second-order sections, and a function of dLoss/dphase (F,)
     returning dLoss/dt (S, 3) for these sections (each section's phase counted once, sign +1)."""
     ranges, fs = layout.ranges, layout.fs
-    phasor, parts = _second_order_phasors(layout, t2, grid)
-    radius, fc, angle, d, c, a, v, v2, inv, cos_kw, sin_kw = (
-        parts[name] for name in ("radius", "fc", "angle", "d", "c", "a", "v", "v2", "inv", "cos_kw", "sin_kw"))
-    warped = a is not None
+    radius = ranges.pole_radius(t2[:, 0], fs=fs)
+    fc = ranges.fc_hz(t2[:, 1], fs=fs)
+    angle = 2.0 * np.pi * fc / fs
+    d, c = (-2.0 * radius * np.cos(angle))[:, None], (radius * radius)[:, None]
+    warped = layout.structure != "traditional"
+    cos_kw, sin_kw, e = grid.unit_delay(layout.stretch if layout.structure == "stretched" else 1)
+    if warped:
+        a = ranges.warp(t2[:, 2])[:, None]
+        v = (a + e) / (1.0 + a * e)
+    else:
+        v = np.broadcast_to(e, (len(t2), e.size))
+    v2 = v * v
+    den = 1.0 + d * v + c * v2
+    inv = 1.0 / den
+    # exp(j phi) = v^2 conj(D) / D  (phi = -2 theta - 2 arg D, v = exp(-j theta)): no arctangents
+    phasor = v2 * den.conj() * inv
 
     def gradient(dloss_dphase):
         ratio1, ratio2 = v * inv, v2 * inv
@@ -298,7 +313,10 @@ def _first_order_units(layout, t, grid):
     coefs, dcoef = _first_order_coefs(layout, t)
     if coefs is None:
         return None, None
-    phasor, v, inv = _first_order_phasor(coefs, grid)
+    v = grid.unit_delay(1)[2]
+    den = 1.0 + coefs[..., None] * v
+    inv = 1.0 / den
+    phasor = v * den.conj() * inv  # exp(j phi), phi = -w - 2 arg D
 
     def gradient(dloss_dphase):
         grad = np.zeros((coefs.shape[0], 3))
@@ -308,20 +326,11 @@ def _first_order_units(layout, t, grid):
     return phasor, gradient
 
 
-def _first_order_phasor(coefs, grid):
-    """exp(j phi) (..., U, F) of first-order units with coefficients `coefs` (..., U), phi = -w - 2 arg D;
-    and v = exp(-jw), 1 / D for the gradient."""
-    v = grid.unit_delay(1)[2]
-    den = 1.0 + coefs[..., None] * v
-    inv = 1.0 / den
-    return v * den.conj() * inv, v, inv
-
-
 def _total_phasor(phasors, signs):
-    """exp(j sum_s sign_s phi_s) from the sections' phasors (..., S, F) (an anticausal section conjugates)."""
+    """exp(j sum_s sign_s phi_s) from the sections' phasors (an anticausal section conjugates)."""
     if np.any(signs < 0):
-        phasors = np.where(signs[..., None] < 0, phasors.conj(), phasors)
-    return np.prod(phasors, axis=-2)
+        phasors = np.where(signs[:, None] < 0, phasors.conj(), phasors)
+    return np.prod(phasors, axis=0)
 
 
 def cascade_phase_loss(layout, t, w, const, target_phase, weights, *, gradient=True):

@@ -39,8 +39,10 @@ from apfdsp.demo import demo_dry, demo_effect
 FS = 48000
 SEED = 440
 HERE = os.path.dirname(os.path.abspath(__file__))
-_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
-                     "OPENBLAS_L2_SIZE")
+# Variables a user's shell does not set: thread limits, and PYTHONDONTWRITEBYTECODE (set on some build
+# machines), without which Python caches the compiled apfdsp modules as it does after a pip install.
+_UNSET_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+                    "OPENBLAS_L2_SIZE", "PYTHONDONTWRITEBYTECODE")
 
 # A launcher runs the command and prints its child's wall time, CPU time and peak RSS: the launcher's
 # own footprint is small, so the child's ru_maxrss is its own.
@@ -76,7 +78,7 @@ _PLAIN_APPLY = textwrap.dedent("""
 
 
 def child_environment():
-    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in _UNSET_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE)] + env.get("PYTHONPATH", "").split(os.pathsep))
     return env
 
