@@ -4,19 +4,21 @@ r"""The phase-fitting loss of a cascade and its exact gradient, in plain numpy (
 :math:`L = \sum_f w_f (1 - \cos(\phi(f) - \phi_t(f))) / \sum_f w_f` and its gradient with respect to
 the normalised parameters of every section. Traced by autograd this costs about a hundred small
 Python-level operations per evaluation; here it is a handful of vectorised numpy expressions over
-(sections x frequencies), with the formulas of `apfdsp.filters` (its module notes):
+(sections x frequencies), with the formulas of `apfdsp.filters` (its module notes) in this form:
 
-* second-order section, :math:`D(v) = 1 + d v + c v^2` in the warped delay :math:`v = e^{-j\theta}`:
-  :math:`\phi = -2\theta - 2\arg D`, :math:`\partial\phi/\partial d = -2\Im(v/D)`,
-  :math:`\partial\phi/\partial c = -2\Im(v^2/D)`,
-  :math:`\partial\phi/\partial a = (-2 + 2\Re((d v + 2 c v^2)/D))\,\partial\theta/\partial a`,
-  :math:`\partial\theta/\partial a = -2\sin K\omega / (1 + 2a\cos K\omega + a^2)`;
-  with :math:`d = -2R\cos(2\pi f_c/f_s)`, :math:`c = R^2`;
-* first-order section :math:`D(v) = 1 + b v`, :math:`v = e^{-j\omega}`: :math:`\phi = -\omega - 2\arg D`,
-  :math:`\partial\phi/\partial b = -2\Im(v/D)`;
+* second-order section, :math:`D(v) = 1 + d v + c v^2` in the warped delay
+  :math:`v = (a + x)/(1 + a x)`, :math:`x = e^{-jK\omega}`, written as the allpass
+  :math:`x^2\,\overline{P(x)}/P(x)` of order 2 in x itself, :math:`P(x) = (1 + ax)^2 D(v) = p_0 + p_1 x + p_2 x^2`
+  with :math:`p_0 = 1 + da + ca^2`, :math:`p_1 = 2a + d(1 + a^2) + 2ca`, :math:`p_2 = a^2 + da + c`:
+  :math:`\phi = -2K\omega - 2\arg P`, :math:`\partial\phi/\partial p_k = -2\Im(x^k/P)`, and the chain rule
+  through :math:`p_k(d, c, a)`, :math:`d = -2R\cos(2\pi f_c/f_s)`, :math:`c = R^2`;
+* first-order section :math:`P(x) = 1 + b x`, :math:`x = e^{-j\omega}`: :math:`\phi = -\omega - 2\arg P`,
+  :math:`\partial\phi/\partial b = -2\Im(x/P)`;
 * the fractional delay unit is a first-order section with the Thiran coefficient
   :math:`b = (1 - \delta)/(1 + \delta)`, :math:`\delta = 1 + t/2`;
-* an anticausal section contributes :math:`-\phi`;
+* an anticausal section contributes :math:`-\phi`; the whole cascade is
+  :math:`e^{-j\omega\sum_s \sigma_s m_s}\,\overline{Q}/Q` with Q the product of the sections' P (conjugated
+  where anticausal): one division per bin for the phase, one per section for the gradient;
 * :math:`\partial L/\partial\phi(f) = w_f \sin(\phi(f) - \phi_t(f)) / \sum w`.
 
 The layout object is an `apfdsp.layout.Layout` (attributes ``n2, n1, structure, stretch, ranges, fs,
@@ -68,6 +70,7 @@ class PhaseGrid:
         self.w, self.target_phase, self.weights = w, target_phase, weights
         self.weight_sum = np.sum(weights)
         self._unit_delays = {}
+        self._powers = {}
         self._errors = {}
 
     def unit_delay(self, stretch):
@@ -95,6 +98,32 @@ class PhaseGrid:
             kw = stretch * self.w
             cos_kw, sin_kw = np.cos(kw), np.sin(kw)
             value = self._unit_delays.setdefault(stretch, (cos_kw, sin_kw, cos_kw - 1j * sin_kw))
+        return value
+
+    def delay_powers(self, stretch):
+        """The columns ``1, x, x^2`` for :math:`x = e^{-jK\\omega}`, K = `stretch` (computed once).
+
+        Parameters
+        ----------
+        stretch : int
+            K.
+
+        Returns
+        -------
+        powers : ndarray of complex, shape (F, 3)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> grid = PhaseGrid(np.array([0.0, np.pi / 2]), np.zeros(2), np.ones(2))
+        >>> np.round(grid.delay_powers(1), 12)
+        array([[ 1.+0.j,  1.+0.j,  1.+0.j],
+               [ 1.+0.j,  0.-1.j, -1.-0.j]])
+        """
+        value = self._powers.get(stretch)
+        if value is None:
+            x, x2 = self.unit_delay(stretch)[2], self.unit_delay(2 * stretch)[2]
+            value = self._powers.setdefault(stretch, np.stack((np.ones_like(x), x, x2), axis=1))
         return value
 
     def error(self, layout):
@@ -184,32 +213,14 @@ class PhaseGrid:
         """
         first = layouts[0]
         t = np.asarray(ts, dtype=float)
-        n2, n1 = first.n2, first.n1
-        # Every section is an allpass z^-m conj(P(z)) / P(z) of a polynomial P in its delay x (docs/maths.md,
-        # section 5.2): the cascade is x^(sum of +-m) conj(Q) / Q with Q the product of the sections' P
-        # (conjugated for an anticausal section), one division per bin instead of two per section.
-        values, degrees = [], []
-        if n2:
-            stretch = first.stretch if first.structure == "stretched" else 1
-            x = self.unit_delay(stretch)[2]
-            values.append(_warped_quadratic(first, t[:, :n2], x))
-            degrees.append(np.full(n2, 2 * stretch))
-        coefs, _ = _first_order_coefs(first, t)
-        if coefs is not None:
-            values.append(1.0 + coefs[..., None] * self.unit_delay(1)[2])
-            degrees.append(np.ones(coefs.shape[1], dtype=int))
         error = np.stack([self.error(layout) for layout in layouts])
-        if values:
-            values, degrees = np.concatenate(values, axis=1), np.concatenate(degrees)
-            signs = np.ones((len(layouts), values.shape[1]))
-            for row, layout in zip(signs, layouts):
-                if layout.signs() is not None:
-                    row[: n2 + n1] = layout.signs()
-            if np.any(signs < 0):
-                values = np.where(signs[..., None] < 0, values.conj(), values)
-            product = np.prod(values, axis=1)
-            net_delay = np.sum(signs * degrees, axis=1)  # samples: the sum of sign x degree
-            error = error * np.exp(-1j * net_delay[:, None] * self.w) * (product.conj() / product)
+        terms = _unit_terms(first, t, self)
+        if terms:
+            values = np.concatenate([term[1] for term in terms], axis=-2)
+            signs = np.stack([_unit_signs(layout, values.shape[-2]) for layout in layouts])
+            net = signs @ np.concatenate([np.full(term[1].shape[-2], term[2]) for term in terms])
+            delays = np.stack([self.unit_delay(int(round(n)))[2] for n in net])
+            error = error * _cascade_phasor(values, signs, delays)
         return np.maximum((1.0 - error.real) @ self.weights / self.weight_sum, 0.0)
 
     def direct_objective(self, layout):
@@ -238,57 +249,42 @@ class PhaseGrid:
         return _direct_objective(layout, self, self.error(layout))
 
 
-def _warped_quadratic(layout, t2, x):
-    """P(x) = (1 + a x)^2 D((a + x) / (1 + a x)) (..., S, F) of second-order sections with parameters `t2`
-    (..., S, 3): the section is the allpass x^2 conj(P(x)) / P(x) in its delay x (docs/maths.md, section 5.2)."""
+def _second_order_terms(layout, t2, grid):
+    """The second-order sections of parameters `t2` (..., S, 3) as allpasses x^m conj(P(x)) / P(x) in their
+    delay x = exp(-jKw): P's values (..., S, F), the degree m = 2K, and a function of dLoss/dphase (F,)
+    returning dLoss/dt (S, 3) (a single layout; each section's phase counted with sign +1).
+
+    P(x) = (1 + a x)^2 D((a + x) / (1 + a x)) = p0 + p1 x + p2 x^2 (docs/maths.md, section 5.2), so
+    dphi/dp_k = -2 Im(x^k / P), and the chain rule runs through p_k(d, c, a).
+    """
     ranges, fs = layout.ranges, layout.fs
+    stretch = layout.stretch if layout.structure == "stretched" else 1
+    x, x2 = grid.unit_delay(stretch)[2], grid.unit_delay(2 * stretch)[2]
     radius = ranges.pole_radius(t2[..., 0], fs=fs)
-    d = -2.0 * radius * np.cos(2.0 * np.pi * ranges.fc_hz(t2[..., 1], fs=fs) / fs)
-    c = radius * radius
-    a = ranges.warp(t2[..., 2]) if layout.structure != "traditional" else np.zeros_like(d)
-    p0, p1, p2 = 1.0 + d * a + c * a * a, 2.0 * a + d * (1.0 + a * a) + 2.0 * c * a, a * a + d * a + c
-    return p0[..., None] + p1[..., None] * x + p2[..., None] * (x * x)
-
-
-def _second_order(layout, t2, grid):
-    """Phasors exp(j phase) (S, F) of the second-order sections, and a function of dLoss/dphase (F,)
-    returning dLoss/dt (S, 3) for these sections (each section's phase counted once, sign +1)."""
-    ranges, fs = layout.ranges, layout.fs
-    radius = ranges.pole_radius(t2[:, 0], fs=fs)
-    fc = ranges.fc_hz(t2[:, 1], fs=fs)
+    fc = ranges.fc_hz(t2[..., 1], fs=fs)
     angle = 2.0 * np.pi * fc / fs
-    d, c = (-2.0 * radius * np.cos(angle))[:, None], (radius * radius)[:, None]
+    d, c = -2.0 * radius * np.cos(angle), radius * radius
     warped = layout.structure != "traditional"
-    cos_kw, sin_kw, e = grid.unit_delay(layout.stretch if layout.structure == "stretched" else 1)
-    if warped:
-        a = ranges.warp(t2[:, 2])[:, None]
-        v = (a + e) / (1.0 + a * e)
-    else:
-        v = np.broadcast_to(e, (len(t2), e.size))
-    v2 = v * v
-    den = 1.0 + d * v + c * v2
-    inv = 1.0 / den
-    # exp(j phi) = v^2 conj(D) / D  (phi = -2 theta - 2 arg D, v = exp(-j theta)): no arctangents
-    phasor = v2 * den.conj() * inv
+    a = ranges.warp(t2[..., 2]) if warped else np.zeros_like(d)
+    p0, p1, p2 = 1.0 + d * a + c * a * a, 2.0 * a + d * (1.0 + a * a) + 2.0 * c * a, a * a + d * a + c
+    values = p0[..., None] + p1[..., None] * x + p2[..., None] * x2
 
     def gradient(dloss_dphase):
-        ratio1, ratio2 = v * inv, v2 * inv
-        # dphi/dd = -2 Im(v/D), dphi/dc = -2 Im(v^2/D), projected on dLoss/dphi
-        g_d = -2.0 * (ratio1.imag @ dloss_dphase)
-        g_c = -2.0 * (ratio2.imag @ dloss_dphase)
+        # dLoss/dp_k = sum_f dLoss/dphi(f) (-2 Im(x^k / P)): one product with the powers of x
+        dp0, dp1, dp2 = -2.0 * ((dloss_dphase / values) @ grid.delay_powers(stretch)).imag.T
+        g_d = a * dp0 + (1.0 + a * a) * dp1 + a * dp2
+        g_c = a * a * dp0 + 2.0 * a * dp1 + dp2
         lo, hi = ranges.fc_limits(fs)
         grad = np.zeros((len(t2), 3))
-        # chain rule: d = -2 R cos(2 pi fc / fs), c = R^2, and the range maps' dR/dt, dfc/dt
+        # chain rule: d = -2 R cos(2 pi fc / fs), c = R^2, and the range maps' dR/dt, dfc/dt, da/dt
         grad[:, 0] = (g_d * -2.0 * np.cos(angle) + g_c * 2.0 * radius) * (0.5 * ranges.radius_limit(fs))
         grad[:, 1] = g_d * 2.0 * radius * np.sin(angle) * (2.0 * np.pi / fs) * fc * 0.5 * np.log(hi / lo)
         if warped:
-            # Re(d r1 + 2c r2) with real d, c: the real parts alone (the same numbers, half the work)
-            dphi_dtheta = -2.0 + 2.0 * (d * ratio1.real + 2.0 * c * ratio2.real)
-            dtheta_da = -2.0 * sin_kw / (1.0 + 2.0 * a * cos_kw + a * a)
-            grad[:, 2] = ((dphi_dtheta * dtheta_da) @ dloss_dphase) * ranges.warp_max
+            g_a = (d + 2.0 * c * a) * dp0 + (2.0 + 2.0 * d * a + 2.0 * c) * dp1 + (2.0 * a + d) * dp2
+            grad[:, 2] = g_a * ranges.warp_max
         return grad
 
-    return phasor, gradient
+    return values, 2 * stretch, gradient
 
 
 def _first_order_coefs(layout, t):
@@ -308,29 +304,51 @@ def _first_order_coefs(layout, t):
     return np.concatenate(coefs, axis=-1), np.concatenate(dcoef, axis=-1)
 
 
-def _first_order_units(layout, t, grid):
-    """Phasors (S, F) of the first-order and delay units, and their gradient function (see above)."""
+def _first_order_terms(layout, t, grid):
+    """The first-order and delay units as allpasses x conj(P) / P, P = 1 + b x, x = exp(-jw): P's values
+    (..., U, F), the degree 1 and the gradient function (see `_second_order_terms`); None without units."""
     coefs, dcoef = _first_order_coefs(layout, t)
     if coefs is None:
-        return None, None
-    v = grid.unit_delay(1)[2]
-    den = 1.0 + coefs[..., None] * v
-    inv = 1.0 / den
-    phasor = v * den.conj() * inv  # exp(j phi), phi = -w - 2 arg D
+        return None
+    x = grid.unit_delay(1)[2]
+    values = 1.0 + coefs[..., None] * x
 
     def gradient(dloss_dphase):
         grad = np.zeros((coefs.shape[0], 3))
-        grad[:, 0] = -2.0 * ((v * inv).imag @ dloss_dphase) * dcoef  # dphi/db = -2 Im(v/D)
+        grad[:, 0] = -2.0 * ((x / values).imag @ dloss_dphase) * dcoef  # dphi/db = -2 Im(x / P)
         return grad
 
-    return phasor, gradient
+    return values, 1, gradient
 
 
-def _total_phasor(phasors, signs):
-    """exp(j sum_s sign_s phi_s) from the sections' phasors (an anticausal section conjugates)."""
+def _unit_terms(layout, t, grid):
+    """``[(rows, values, degree, gradient)]`` of the second-order sections, then the first-order and delay
+    units, of parameters `t` (..., units, 3)."""
+    terms = []
+    if layout.n2:
+        terms.append((slice(0, layout.n2), *_second_order_terms(layout, t[..., : layout.n2, :], grid)))
+    first = _first_order_terms(layout, t, grid)
+    if first is not None:
+        terms.append((slice(layout.n2, layout.n2 + first[0].shape[-2]), *first))
+    return terms
+
+
+def _unit_signs(layout, n_units):
+    """+1 per causal and -1 per anticausal unit (the delay unit, last, is causal), shape (n_units,)."""
+    signs = np.ones(n_units)
+    if layout.signs() is not None:
+        signs[: layout.n2 + layout.n1] = layout.signs()
+    return signs
+
+
+def _cascade_phasor(values, signs, delay):
+    r"""exp(j sum_s sign_s phi_s) = x^net conj(Q) / Q from the units' P values (..., U, F), their signs
+    (..., U) and `delay` = exp(-jw net) with net = sum_s sign_s m_s: Q is the product of the P values,
+    conjugated for an anticausal unit (docs/maths.md, section 5.2)."""
     if np.any(signs < 0):
-        phasors = np.where(signs[:, None] < 0, phasors.conj(), phasors)
-    return np.prod(phasors, axis=0)
+        values = np.where(signs[..., None] < 0, values.conj(), values)
+    q = np.prod(values, axis=-2)
+    return delay * q.conj() / q
 
 
 def cascade_phase_loss(layout, t, w, const, target_phase, weights, *, gradient=True):
@@ -386,28 +404,20 @@ def cascade_phase_loss(layout, t, w, const, target_phase, weights, *, gradient=T
 
 def _loss(layout, t, grid, error, gradient):
     """`cascade_phase_loss` on a `PhaseGrid`, from the phasor `error` of the shift, polarity and target."""
-    signs = layout.signs()
-    n2 = layout.n2
-    parts = []
-    if n2:
-        phasor2, grad2 = _second_order(layout, t[:n2], grid)
-        sign2 = np.ones(n2) if signs is None else signs[:n2]
-        error = error * _total_phasor(phasor2, sign2)
-        parts.append((slice(0, n2), grad2, sign2))
-    phasor1, grad1 = _first_order_units(layout, t, grid)
-    if phasor1 is not None:
-        sign1 = np.ones(phasor1.shape[0])
-        if signs is not None and layout.n1:
-            sign1[: layout.n1] = signs[n2:]
-        error = error * _total_phasor(phasor1, sign1)
-        parts.append((slice(n2, n2 + phasor1.shape[0]), grad1, sign1))
+    terms = _unit_terms(layout, t, grid)
+    signs = np.ones(0)
+    if terms:
+        values = np.concatenate([term[1] for term in terms])
+        signs = _unit_signs(layout, values.shape[0])
+        net = int(round(signs @ np.concatenate([np.full(term[1].shape[0], term[2]) for term in terms])))
+        error = error * _cascade_phasor(values, signs, grid.unit_delay(net)[2])
     loss = max(float(np.dot(grid.weights, 1.0 - error.real) / grid.weight_sum), 0.0)
     if not gradient:
         return loss
     dloss_dphase = grid.weights * error.imag / grid.weight_sum
     grad = np.zeros_like(t)
-    for rows, part_gradient, sign in parts:
-        grad[rows] = part_gradient(dloss_dphase) * sign[:, None]  # an anticausal section's phase is -phi
+    for rows, _, _, part_gradient in terms:
+        grad[rows] = part_gradient(dloss_dphase) * signs[rows, None]  # an anticausal section's phase is -phi
     return loss, grad
 
 
