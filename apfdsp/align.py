@@ -9,8 +9,9 @@ Implements docs/maths.md, sections 6 (grid reduction), 7.2 (the polarity label) 
 flow is docs/architecture.md, section 3.
 """
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -351,10 +352,9 @@ def _shifted_delay(cell, shift):
 
 
 def _measured(meter, cascade, dry):
-    """``cascade.apply(dry)`` and its `apfdsp.metrics.BinSums` against the wet of `meter` (a `MixMeter` or
-    its future)."""
+    """``cascade.apply(dry)`` and its `apfdsp.metrics.BinSums` against the wet of the `MixMeter` `meter`."""
     filtered = cascade.apply(dry)
-    return filtered, (meter.result() if hasattr(meter, "result") else meter).cross_sums(filtered)
+    return filtered, meter.cross_sums(filtered)
 
 
 def _aligned_pairs(fits, channel_pairs, meter, measured_baseline=None):
@@ -379,34 +379,65 @@ def _aligned_pairs(fits, channel_pairs, meter, measured_baseline=None):
     return aligned, by_baseline, cascades, methods, sums
 
 
+#: `align` does the work that does not wait for the fit on a second thread when dry and wet together hold at
+#: most this many samples (5 s of mono at 48 kHz: 480000), else in order (memory, see `_fit_pairs`).
+BESIDE_MAX_SAMPLES = 2**20
+
+
 def _fit_pairs(dry, wet, channel_pairs, *, max_delay_s, nperseg, automatic, **kwargs):
     """Estimate and fit each of `channel_pairs`; beside the fits, on a second thread, the work that does not
     wait for them.
 
     The fits are mostly Python-level work that holds the GIL; the wet's `MixMeter`, the 'before' report, the
     pair statistics, the delay + polarity candidate (`_measured`, one pair only) and the order probe are
-    long FFTs and einsums that release it. The results are those of doing the same work in order.
+    long FFTs and einsums that release it. The results are those of doing the same work in order, which is
+    what happens on pairs longer than `BESIDE_MAX_SAMPLES`.
     Returns ``(fits, meter, before, statistics, measured_baseline)``.
     """
-    fs = kwargs["fs"]
-    background = ThreadPoolExecutor(max_workers=1)
+    fs, callback = kwargs["fs"], kwargs.pop("callback")
+    # On a long pair each thread would keep its own peak of freed memory (the allocator's per-thread
+    # arenas: 50 MB more on an analysis excerpt of 2^20 samples per signal), so the work runs in order there.
+    background = ThreadPoolExecutor(max_workers=1) if dry.size + wet.size <= BESIDE_MAX_SAMPLES else None
+    # The second thread starts once the fit has polished its first start: the equation-error designs, which
+    # keep both cores busy, are over by then.
+    polishing = threading.Event()
+
+    def progress(stage, done, total):
+        polishing.set()
+        if callback is not None:
+            callback(stage, done, total)
+
+    def beside(function, *args, **kwargs):
+        if background is None:
+            done = Future()
+            done.set_result(function(*args, **kwargs))
+            return done
+
+        def task():
+            polishing.wait()
+            return function(*args, **kwargs)
+        return background.submit(task)
+
     try:
-        meter = background.submit(MixMeter, wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
-        before = background.submit(lambda: meter.result().report(dry))
+        meter = beside(MixMeter, wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
+        before = beside(lambda: meter.result().report(dry))
         fits, statistics, measured_baseline = [], None, None
         for d, w in channel_pairs:
             est = estimate(d, w, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)
             baseline = _snap_delay(delay_polarity_model(est, fs=fs))
             if statistics is None:
-                statistics = background.submit(pair_statistics, dry, wet, fs=fs, integer_delay=est.integer_delay)
+                statistics = beside(pair_statistics, dry, wet, fs=fs, integer_delay=est.integer_delay)
             if len(channel_pairs) == 1:
-                measured_baseline = background.submit(_measured, meter, baseline, d)
-            probe = background.submit(order_probe, est, fs=fs) if automatic else None
-            fits.append(_fit_one(d, w, est, baseline=baseline, probe=probe, **kwargs))
+                measured_baseline = beside(lambda cascade=baseline, d=d: _measured(meter.result(), cascade, d))
+            probe = beside(order_probe, est, fs=fs) if automatic else None
+            fits.append(_fit_one(d, w, est, baseline=baseline, probe=probe, callback=progress, **kwargs))
+            polishing.set()  # (a fit that never polished)
         return (fits, meter.result(), before.result(), statistics.result(),
                 measured_baseline and measured_baseline.result())
     finally:
-        background.shutdown(cancel_futures=True)  # on an error, what has not started never starts
+        polishing.set()
+        if background is not None:
+            background.shutdown(cancel_futures=True)  # on an error, what has not started never starts
 
 
 def _align(dry, wet, *, fs, n_sections, structure, seed, max_delay_s, per_channel, causal, max_bins, nperseg,

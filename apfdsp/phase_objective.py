@@ -208,7 +208,8 @@ class PhaseGrid:
         >>> grid = PhaseGrid(np.linspace(0.01, 3.0, 64), np.zeros(64), np.ones(64))
         >>> layouts = [Layout(1, 0, "warped", 1, p, None, DEFAULT_RANGES, 48000.0) for p in (1, -1)]
         >>> ts = [np.array([[0.5, 0.1, 0.2]])] * 2
-        >>> bool(np.allclose(grid.losses(layouts, ts), [grid.loss(lay, t, gradient=False) for lay, t in zip(layouts, ts)]))
+        >>> one_by_one = [grid.loss(layout, t, gradient=False) for layout, t in zip(layouts, ts)]
+        >>> bool(np.allclose(grid.losses(layouts, ts), one_by_one))
         True
         """
         first = layouts[0]

@@ -183,10 +183,13 @@ def table(results):
     """The README's Markdown table of a speed_memory results dict."""
     lines = ["| case | wall, best (median) | CPU | peak memory | target | notes |",
              "|---|---:|---:|---:|---|---|"]
+    floor = next((row["wall_s"] for row in results["rows"] if row["case"].startswith("import")), None)
     for row in results["rows"]:
         targets = [f"<= {row['target_s']:g} s" for _ in [0] if row.get("target_s") is not None]
         targets += [f"< {row['target_mb']:g} MB" for _ in [0] if row.get("target_mb") is not None]
         notes = []
+        if row.get("target_s") is not None and floor is not None:
+            notes.append(f"{row['wall_s'] - floor:.2f} s above the import floor")
         if "null_db_after" in row:
             notes.append(f"null {row['null_db_after']:.1f} dB (delay + polarity {row['null_db_delay_polarity']:.1f} dB)")
         if "speed_vs_plain" in row:

@@ -408,3 +408,16 @@ def test_an_error_in_the_fit_stops_the_work_beside_it():
     wet = AllpassCascade([Allpass2(0.9, 800.0), Delay(5.0)], fs=FS).apply(dry)
     with pytest.raises(AudioError, match="fewer than two frequencies"):
         align(dry, wet, fs=FS)
+
+
+def test_long_pairs_do_the_work_in_order_with_the_same_results(monkeypatch):
+    """Above `BESIDE_MAX_SAMPLES` the work beside the fit runs in order (memory): the same result."""
+    import apfdsp.align as align_module
+
+    dry = demo_dry(fs=FS, duration_s=1.0, seed=4)
+    wet = AllpassCascade([Allpass2(0.8, 600.0), Delay(9.6)], fs=FS).apply(dry)
+    beside = align(dry, wet, fs=FS)
+    monkeypatch.setattr(align_module, "BESIDE_MAX_SAMPLES", 0)
+    in_order = align(dry, wet, fs=FS)
+    assert in_order.summary() == beside.summary() and in_order.cascade.to_dict() == beside.cascade.to_dict()
+    assert np.array_equal(in_order.aligned, beside.aligned)
