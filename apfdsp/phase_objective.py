@@ -71,6 +71,7 @@ class PhaseGrid:
         self.weight_sum = np.sum(weights)
         self._unit_delays = {}
         self._powers = {}
+        self._layout_terms = {}
         self._errors = {}
 
     def unit_delay(self, stretch):
@@ -124,6 +125,45 @@ class PhaseGrid:
         if value is None:
             x, x2 = self.unit_delay(stretch)[2], self.unit_delay(2 * stretch)[2]
             value = self._powers.setdefault(stretch, np.stack((np.ones_like(x), x, x2), axis=1))
+        return value
+
+    def layout_terms(self, layout):
+        r"""The signs of `layout`'s units and the phasor :math:`e^{-j\omega\sum_s\sigma_s m_s}` of their
+        degrees (computed once per layout).
+
+        Parameters
+        ----------
+        layout : apfdsp.layout.Layout
+            Its ``n2``, ``n1``, ``structure``, ``stretch``, delay unit and ``signs()`` are used.
+
+        Returns
+        -------
+        signs : ndarray, shape (n_units,)
+            +1 per causal, -1 per anticausal unit (the delay unit, last, is causal).
+        delay : ndarray of complex, shape (F,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from apfdsp.layout import Layout
+        >>> from apfdsp.ranges import DEFAULT_RANGES
+        >>> grid = PhaseGrid(np.array([0.0, np.pi / 2]), np.zeros(2), np.ones(2))
+        >>> signs, delay = grid.layout_terms(Layout(1, 1, "warped", 1, 1, 0, DEFAULT_RANGES, 48000.0, (True, False)))
+        >>> signs.tolist(), np.round(delay, 12).tolist()  # -2 + 1 + 1 = 0 samples
+        ([-1.0, 1.0, 1.0], [(1+0j), (1+0j)])
+        """
+        stretch = layout.stretch if layout.structure == "stretched" else 1
+        unit_signs = layout.signs()
+        key = (layout.n2, layout.n1, stretch, layout.delay_shift is None,
+               None if unit_signs is None else tuple(unit_signs))
+        value = self._layout_terms.get(key)
+        if value is None:
+            n_first = layout.n1 + (layout.delay_shift is not None)
+            signs = np.ones(layout.n2 + n_first)
+            if unit_signs is not None:
+                signs[: layout.n2 + layout.n1] = unit_signs
+            net = int(round(signs @ np.r_[np.full(layout.n2, 2.0 * stretch), np.ones(n_first)]))
+            value = self._layout_terms.setdefault(key, (signs, self.unit_delay(net)[2]))
         return value
 
     def error(self, layout):
@@ -217,11 +257,9 @@ class PhaseGrid:
         error = np.stack([self.error(layout) for layout in layouts])
         terms = _unit_terms(first, t, self)
         if terms:
-            values = np.concatenate([term[1] for term in terms], axis=-2)
-            signs = np.stack([_unit_signs(layout, values.shape[-2]) for layout in layouts])
-            net = signs @ np.concatenate([np.full(term[1].shape[-2], term[2]) for term in terms])
-            delays = np.stack([self.unit_delay(int(round(n)))[2] for n in net])
-            error = error * _cascade_phasor(values, signs, delays)
+            signs, delays = zip(*(self.layout_terms(layout) for layout in layouts))
+            error = error * _cascade_phasor(np.concatenate([term[1] for term in terms], axis=-2), np.stack(signs),
+                                            np.stack(delays))
         return np.maximum((1.0 - error.real) @ self.weights / self.weight_sum, 0.0)
 
     def direct_objective(self, layout):
@@ -334,14 +372,6 @@ def _unit_terms(layout, t, grid):
     return terms
 
 
-def _unit_signs(layout, n_units):
-    """+1 per causal and -1 per anticausal unit (the delay unit, last, is causal), shape (n_units,)."""
-    signs = np.ones(n_units)
-    if layout.signs() is not None:
-        signs[: layout.n2 + layout.n1] = layout.signs()
-    return signs
-
-
 def _cascade_phasor(values, signs, delay):
     r"""exp(j sum_s sign_s phi_s) = x^net conj(Q) / Q from the units' P values (..., U, F), their signs
     (..., U) and `delay` = exp(-jw net) with net = sum_s sign_s m_s: Q is the product of the P values,
@@ -406,12 +436,9 @@ def cascade_phase_loss(layout, t, w, const, target_phase, weights, *, gradient=T
 def _loss(layout, t, grid, error, gradient):
     """`cascade_phase_loss` on a `PhaseGrid`, from the phasor `error` of the shift, polarity and target."""
     terms = _unit_terms(layout, t, grid)
-    signs = np.ones(0)
+    signs, delay = grid.layout_terms(layout)
     if terms:
-        values = np.concatenate([term[1] for term in terms])
-        signs = _unit_signs(layout, values.shape[0])
-        net = int(round(signs @ np.concatenate([np.full(term[1].shape[0], term[2]) for term in terms])))
-        error = error * _cascade_phasor(values, signs, grid.unit_delay(net)[2])
+        error = error * _cascade_phasor(np.concatenate([term[1] for term in terms]), signs, delay)
     loss = max(float(np.dot(grid.weights, 1.0 - error.real) / grid.weight_sum), 0.0)
     if not gradient:
         return loss
