@@ -398,8 +398,8 @@ def _fit_pairs(dry, wet, channel_pairs, *, max_delay_s, nperseg, automatic, **kw
     # On a long pair each thread would keep its own peak of freed memory (the allocator's per-thread
     # arenas: 50 MB more on an analysis excerpt of 2^20 samples per signal), so the work runs in order there.
     background = ThreadPoolExecutor(max_workers=1) if dry.size + wet.size <= BESIDE_MAX_SAMPLES else None
-    # The second thread starts once the fit has polished its first start: the equation-error designs, which
-    # keep both cores busy, are over by then.
+    # The wet's meter is made while the estimate runs; the rest waits until the fit has polished its first
+    # start: the equation-error designs, which keep both cores busy, are over by then.
     polishing = threading.Event()
 
     def progress(stage, done, total):
@@ -407,20 +407,21 @@ def _fit_pairs(dry, wet, channel_pairs, *, max_delay_s, nperseg, automatic, **kw
         if callback is not None:
             callback(stage, done, total)
 
-    def beside(function, *args, **kwargs):
+    def beside(function, *args, after_designs=True, **kwargs):
         if background is None:
             done = Future()
             done.set_result(function(*args, **kwargs))
             return done
 
         def task():
-            polishing.wait()
+            if after_designs:
+                polishing.wait()
             return function(*args, **kwargs)
         return background.submit(task)
 
     try:
-        meter = beside(MixMeter, wet, n=dry.shape[-1], fs=fs)  # the wet's STFT, computed once
-        before = beside(lambda: meter.result().report(dry))
+        meter = beside(MixMeter, wet, n=dry.shape[-1], fs=fs, after_designs=False)  # the wet's STFT, once
+        before = beside(lambda: meter.result().report(dry), after_designs=False)
         fits, statistics, measured_baseline = [], None, None
         for d, w in channel_pairs:
             est = estimate(d, w, fs=fs, max_delay_s=max_delay_s, nperseg=nperseg)

@@ -4,6 +4,7 @@ Implements docs/maths.md, section 5.3 (and the cosine schedule there); the modul
 is docs/architecture.md, section 2.8.
 """
 
+import math
 from typing import NamedTuple
 
 import autograd.numpy as anp
@@ -215,7 +216,8 @@ def lbfgs(loss, params, *, max_iter=200, tol=1e-14, stall_rtol=1e-3, stall_iter=
         flat0, shape = np.array(params, dtype=float).ravel(), params.shape
 
         def unflatten(flat):
-            return anp.reshape(flat, shape)
+            # numpy's own reshape where nothing is traced (autograd's costs a wrapper call per evaluation)
+            return anp.reshape(flat, shape) if loss_and_grad is None else flat.reshape(shape)
     else:
         flat0, unflatten = flatten(params)
     if loss_and_grad is None:
@@ -228,10 +230,11 @@ def lbfgs(loss, params, *, max_iter=200, tol=1e-14, stall_rtol=1e-3, stall_iter=
 
     def fun(flat):
         value, grad = objective(flat)
-        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+        value = float(value)
+        if not math.isfinite(value) or not np.isfinite(grad).all():
             return np.inf, np.zeros_like(flat)
-        last[0] = float(value)
-        return float(value), np.asarray(grad, dtype=float)
+        last[0] = value
+        return value, np.asarray(grad, dtype=float)
 
     def step_callback(flat):
         # Called once per accepted iteration: the last evaluation is the loss at the new iterate.
