@@ -190,15 +190,19 @@ def equation_error_allpass(basis, response, order, weights, *, n_iter=DESIGN.n_s
     single = response.ndim == 1
     response = response[None] if single else response
     e_k = basis[1 : order + 1]
-    # rows: unknowns, columns: frequencies (one such matrix per response)
-    matrix = response[:, None, :] * e_k[None] - basis[order - 1 :: -1][:order][None]
+    # rows: unknowns, columns: frequencies (one such matrix per response); built in place (the same numbers
+    # with fewer temporaries of stack size)
+    matrix = np.multiply(response[:, None, :], e_k[None])
+    matrix -= basis[order - 1 :: -1][:order][None]
     rhs = basis[order][None] - response
     row_weight2 = weights
+    weighted = np.empty_like(matrix)
     a = np.zeros((response.shape[0], order))
     for _ in range(n_iter):
         # einsum over contiguous frequency rows: the summation order the designs were measured with
         # (BLAS's matmul rounds differently, and the search then picks other starts by a hair).
-        weighted = matrix.conj() * row_weight2[..., None, :]
+        np.conjugate(matrix, out=weighted)
+        weighted *= row_weight2[..., None, :]
         normal = np.real(np.einsum("bif,bjf->bij", weighted, matrix))
         rhs_normal = np.real(np.einsum("bif,bf->bi", weighted, rhs))
         a = _solve_normal(normal, rhs_normal, order)
