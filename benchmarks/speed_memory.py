@@ -5,7 +5,8 @@
     python benchmarks/readme_tables.py           # then rewrites the README table from the results
 
 Every figure is a fresh process, as a user runs it, with no environment variable set (the script
-removes ``OPENBLAS_NUM_THREADS`` and friends from the children's environment): wall time (best and
+removes ``OPENBLAS_NUM_THREADS`` and friends, and ``PYTHONDONTWRITEBYTECODE``, from the children's
+environment, so Python caches the compiled modules as it does after a pip install): wall time (best and
 median of `--repeat` runs), CPU time, and the peak resident set size from ``getrusage`` of the child
 (``ru_maxrss``: each child is started by a small launcher, since a child's high-water mark starts from
 its parent's). Material: `apfdsp.demo.demo_dry` through `apfdsp.demo.demo_effect` (latency, polarity
@@ -15,7 +16,8 @@ Rows:
 
 * ``import`` -- ``python -c "import numpy, scipy.signal"``: the floor under any command.
 * ``align 5 s mono``, ``align 60 s stereo`` -- ``apfdsp align DRY WET -o OUT`` (null depth after alignment
-  recorded too).
+  recorded too; the README table also gives the best time minus the import row's, what apfdsp adds to the
+  floor).
 * ``align 3 min stereo``, ``align 60 min stereo`` -- the same, for peak memory (the hour with ``--hour``).
 * ``apply 10 min stereo`` -- ``apfdsp apply MODEL IN -o OUT`` against a plain script that reads the file with
   soundfile, runs the same SOS passes and shift with `scipy.signal.sosfilt` and writes the result (the
