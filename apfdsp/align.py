@@ -407,16 +407,16 @@ def _fit_pairs(dry, wet, channel_pairs, *, max_delay_s, nperseg, automatic, **kw
         if callback is not None:
             callback(stage, done, total)
 
-    def beside(function, *args, after_designs=True, **kwargs):
+    def beside(function, *args, after_designs=True, **keywords):
         if background is None:
             done = Future()
-            done.set_result(function(*args, **kwargs))
+            done.set_result(function(*args, **keywords))
             return done
 
         def task():
             if after_designs:
                 polishing.wait()
-            return function(*args, **kwargs)
+            return function(*args, **keywords)
         return background.submit(task)
 
     try:

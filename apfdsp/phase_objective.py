@@ -33,6 +33,8 @@ section 11); the module's place in the package is docs/architecture.md, section 
 
 import numpy as np
 
+from .filters import thiran_coef
+
 __all__ = ["cascade_phase_loss", "direct_loss_and_grad", "PhaseGrid"]
 
 
@@ -69,10 +71,15 @@ class PhaseGrid:
     def __init__(self, w, target_phase, weights):
         self.w, self.target_phase, self.weights = w, target_phase, weights
         self.weight_sum = np.sum(weights)
-        self._unit_delays = {}
-        self._powers = {}
-        self._layout_terms = {}
-        self._errors = {}
+        self._remembered = {}  # (kind, key) -> value: what evaluations on this grid share
+
+    def _remember(self, key, compute):
+        """The value kept under `key`, made by ``compute()`` the first time (two threads that both make it
+        make the same value)."""
+        value = self._remembered.get(key)
+        if value is None:
+            value = self._remembered.setdefault(key, compute())
+        return value
 
     def unit_delay(self, stretch):
         """``(cos Kw, sin Kw, exp(-jKw))`` for K = `stretch` (computed once).
@@ -94,12 +101,12 @@ class PhaseGrid:
         >>> np.round(grid.unit_delay(1)[2], 12)
         array([1.+0.j, 0.-1.j])
         """
-        value = self._unit_delays.get(stretch)
-        if value is None:
+        def compute():
             kw = stretch * self.w
             cos_kw, sin_kw = np.cos(kw), np.sin(kw)
-            value = self._unit_delays.setdefault(stretch, (cos_kw, sin_kw, cos_kw - 1j * sin_kw))
-        return value
+            return cos_kw, sin_kw, cos_kw - 1j * sin_kw
+
+        return self._remember(("unit delay", stretch), compute)
 
     def delay_powers(self, stretch):
         """The columns ``1, x, x^2`` for :math:`x = e^{-jK\\omega}`, K = `stretch` (computed once).
@@ -121,11 +128,11 @@ class PhaseGrid:
         array([[ 1.+0.j,  1.+0.j,  1.+0.j],
                [ 1.+0.j,  0.-1.j, -1.-0.j]])
         """
-        value = self._powers.get(stretch)
-        if value is None:
+        def compute():
             x, x2 = self.unit_delay(stretch)[2], self.unit_delay(2 * stretch)[2]
-            value = self._powers.setdefault(stretch, np.stack((np.ones_like(x), x, x2), axis=1))
-        return value
+            return np.stack((np.ones_like(x), x, x2), axis=1)
+
+        return self._remember(("powers", stretch), compute)
 
     def layout_terms(self, layout):
         r"""The signs of `layout`'s units and the phasor :math:`e^{-j\omega\sum_s\sigma_s m_s}` of their
@@ -156,15 +163,15 @@ class PhaseGrid:
         unit_signs = layout.signs()
         key = (layout.n2, layout.n1, stretch, layout.delay_shift is None,
                None if unit_signs is None else tuple(unit_signs))
-        value = self._layout_terms.get(key)
-        if value is None:
+        def compute():
             n_first = layout.n1 + (layout.delay_shift is not None)
             signs = np.ones(layout.n2 + n_first)
             if unit_signs is not None:
                 signs[: layout.n2 + layout.n1] = unit_signs
             net = int(round(signs @ np.r_[np.full(layout.n2, 2.0 * stretch), np.ones(n_first)]))
-            value = self._layout_terms.setdefault(key, (signs, self.unit_delay(net)[2]))
-        return value
+            return signs, self.unit_delay(net)[2]
+
+        return self._remember(("layout", key), compute)
 
     def error(self, layout):
         r"""The phasor :math:`e^{j(\phi_c - \phi_t)}` of `layout`'s shift and polarity (computed once).
@@ -187,11 +194,8 @@ class PhaseGrid:
         >>> np.round(grid.error(Layout(0, 0, "warped", 1, -1, 1, DEFAULT_RANGES, 48000.0)).real, 12)
         array([-1.,  1.])
         """
-        key = (layout.delay_shift, layout.polarity < 0)
-        value = self._errors.get(key)
-        if value is None:
-            value = self._errors.setdefault(key, np.exp(1j * (layout.const_phase(self.w) - self.target_phase)))
-        return value
+        return self._remember(("error", layout.delay_shift, layout.polarity < 0),
+                              lambda: np.exp(1j * (layout.const_phase(self.w) - self.target_phase)))
 
     def loss(self, layout, t, *, gradient=True):
         """`cascade_phase_loss` of `layout` and `t` on this grid: loss, and dLoss/dt with `gradient`.
@@ -336,7 +340,7 @@ def _first_order_coefs(layout, t):
         dcoef.append(np.full(coefs[-1].shape, layout.ranges.coef_limit(layout.fs)))
     if layout.delay_shift is not None:
         frac = 1.0 + 0.5 * t[..., -1:, 0]
-        coefs.append((1.0 - frac) / (1.0 + frac))
+        coefs.append(thiran_coef(frac))
         dcoef.append(-1.0 / (1.0 + frac) ** 2)  # d/dt of the Thiran coefficient
     if not coefs:
         return None, None
