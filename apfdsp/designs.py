@@ -103,7 +103,7 @@ class DesignConstants:
     gain_iter: int = 3  # alternations of gain and denominator in the screening solves (section 9.1)
     n_delays: int = 2  # bulk delays per (order, polarity) whose output error is computed (section 9.3)
     n_warp_delays: int = 3  # bulk delays of the warped designs
-    order_penalty: float = 0.05  # ranking by output error times 1 + order_penalty * order (section 9.4)
+    order_penalty: float = 0.05  # ranking by error times 1 + order_penalty * order (sections 8.5, 9.4)
     order_tiebreak: float = 1e-13  # ... plus order_tiebreak * order: the lower order wins exact ties
     n_candidates: int = 4  # designs refined by Steiglitz-McBride and returned as starts
     sm_iter: int = 3  # Steiglitz-McBride iterations per design (section 9.4)
@@ -253,12 +253,7 @@ def equation_error_allpass_blas(basis, response, order, weights, *, n_iter=DESIG
     a = np.zeros(order)
     for _ in range(n_iter):
         weighted = stacked * np.tile(row_weight, 2)[:, None]
-        normal = weighted.T @ stacked
-        ridge = DESIGN.ridge * np.trace(normal) / order
-        try:
-            a = np.linalg.solve(normal + ridge * np.eye(order), weighted.T @ stacked_rhs)
-        except np.linalg.LinAlgError:
-            a = np.zeros(order)
+        a = _solve_normal(weighted.T @ stacked, weighted.T @ stacked_rhs, order)
         denominator = np.abs(1.0 + basis[:, 1 : order + 1] @ a)
         row_weight = weights / np.maximum(denominator, DESIGN.min_denominator) ** 2
     return a

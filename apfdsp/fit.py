@@ -459,7 +459,7 @@ def _equation_error_starts(problem, base, candidates, *, tau_shift, polarities, 
     M. Lang's design (`apfdsp.designs.equation_error_allpass`) for every order and delay candidate of
     `_delay_candidates`, both polarities, and with ``base.structure == "warped"`` on the warped axes
     of `DESIGN.start_warps` too (those try the estimate and the group-delay floor only).
-    Ranked by loss x (1 + 0.05 order) (docs/maths.md section 8.5). The designs of one order and warp
+    Ranked by loss x (1 + `DESIGN.order_penalty` order) (docs/maths.md section 8.5). The designs of one order and warp
     are solved as one stack.
     """
     max_order = max(candidates)
@@ -493,7 +493,8 @@ def _equation_error_starts(problem, base, candidates, *, tau_shift, polarities, 
     scored = [item for items in _map_in_order(scored_designs, jobs) for item in items]  # (loss, order, layout, t)
     # Best first; among practically equal losses the lower order first (no wasted sections).
     # Losses below _LOSS_RESOLUTION are rounding noise: equal, so the order and the start order decide.
-    scored.sort(key=lambda item: max(item[0], _LOSS_RESOLUTION) * (1.0 + 0.05 * item[1]) + 1e-13 * item[1])
+    scored.sort(key=lambda item: max(item[0], _LOSS_RESOLUTION) * (1.0 + DESIGN.order_penalty * item[1])
+                + DESIGN.order_tiebreak * item[1])
     return [("equation-error", layout, t) for _, _, layout, t in scored[:n_keep]]
 
 
@@ -537,8 +538,10 @@ def _polish_and_select(problem, starts, *, max_iter, rng, callback):
     """Stage 1: a short polish of every start (stopping at an exact fit); stage 2: the best
     `_N_FINALISTS` get the full budget. Returns (tried, (loss, layout, t, history, kind) of the best)."""
     tried, polished = [], []
-    for i, (kind, layout, (t_fit, value, history)) in enumerate(
-            _polish_starts(problem, starts, n_iter=max(1, max_iter // 4), rng=rng)):
+    # One thread: a polish is hundreds of small array operations, and two threads contending for the GIL
+    # between them were slower than one (measured in benchmarks/speed_memory.py).
+    for i, (kind, layout, t) in enumerate(starts):
+        t_fit, value, history = problem.polish(layout, t, n_iter=max(1, max_iter // 4), rng=rng)
         if callback is not None:
             callback("polish", i, len(starts) + 1)
         tried.append({"kind": kind, "n_sections": layout.n2 + layout.n1, "polarity": layout.polarity, "loss": value})
@@ -570,16 +573,6 @@ def _assemble_result(cascade, spec, *, history, kind, tried, start_time):
         starts=tried,
         settings=spec.settings,
     )
-
-
-def _polish_starts(problem, starts, *, n_iter, rng):
-    """Yield (kind, layout, polish result) for each start, in order (the caller stops at an exact fit).
-
-    The polishes run on one thread: a polish is hundreds of small array operations, and two threads
-    contending for the GIL between them were slower than one (measured in ``benchmarks/speed_memory.py``).
-    """
-    for kind, layout, t in starts:
-        yield kind, layout, problem.polish(layout, t, n_iter=n_iter, rng=rng)
 
 
 def _map_in_order(function, items):

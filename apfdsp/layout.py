@@ -7,7 +7,8 @@ stable, docs/maths.md section 11), gives the differentiable phase of the whole c
 and turns the fitted matrix into `apfdsp.cascade` cells. Implements docs/maths.md sections 4-5.
 """
 
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass
 
 import autograd.numpy as anp
 import numpy as np
@@ -337,6 +338,4 @@ class Layout:
         >>> Layout(2, 0, "warped", 1, 1, None, DEFAULT_RANGES, 48000.0).replace(polarity=-1).polarity
         -1
         """
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Layout(**values)
+        return dataclasses.replace(self, **changes)

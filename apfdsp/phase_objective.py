@@ -82,29 +82,27 @@ class PhaseGrid:
         return value
 
     def unit_delay(self, stretch):
-        """``(cos Kw, sin Kw, exp(-jKw))`` for K = `stretch` (computed once).
+        """The phasor :math:`e^{-jK\\omega}` for K = `stretch` (computed once).
 
         Parameters
         ----------
         stretch : int
-            K.
+            K (any integer: a net delay of a cascade in samples too).
 
         Returns
         -------
-        cos_kw, sin_kw : ndarray, shape (F,)
         phasor : ndarray of complex, shape (F,)
 
         Examples
         --------
         >>> import numpy as np
         >>> grid = PhaseGrid(np.array([0.0, np.pi / 2]), np.zeros(2), np.ones(2))
-        >>> np.round(grid.unit_delay(1)[2], 12)
+        >>> np.round(grid.unit_delay(1), 12)
         array([1.+0.j, 0.-1.j])
         """
         def compute():
             kw = stretch * self.w
-            cos_kw, sin_kw = np.cos(kw), np.sin(kw)
-            return cos_kw, sin_kw, cos_kw - 1j * sin_kw
+            return np.cos(kw) - 1j * np.sin(kw)
 
         return self._remember(("unit delay", stretch), compute)
 
@@ -129,7 +127,7 @@ class PhaseGrid:
                [ 1.+0.j,  0.-1.j, -1.-0.j]])
         """
         def compute():
-            x, x2 = self.unit_delay(stretch)[2], self.unit_delay(2 * stretch)[2]
+            x, x2 = self.unit_delay(stretch), self.unit_delay(2 * stretch)
             return np.stack((np.ones_like(x), x, x2), axis=1)
 
         return self._remember(("powers", stretch), compute)
@@ -169,7 +167,7 @@ class PhaseGrid:
             if unit_signs is not None:
                 signs[: layout.n2 + layout.n1] = unit_signs
             net = int(round(signs @ np.r_[np.full(layout.n2, 2.0 * stretch), np.ones(n_first)]))
-            return signs, self.unit_delay(net)[2]
+            return signs, self.unit_delay(net)
 
         return self._remember(("layout", key), compute)
 
@@ -224,7 +222,8 @@ class PhaseGrid:
         >>> bool(0 < loss < 2), grad.shape
         (True, (1, 3))
         """
-        return _loss(layout, np.asarray(t, dtype=float), self, self.error(layout), gradient)
+        t = np.asarray(t, dtype=float)
+        return _loss(layout, t, self, self.error(layout), self.layout_terms(layout), gradient)
 
     def losses(self, layouts, ts):
         """The losses of several layouts of one shape in one vectorised evaluation.
@@ -302,7 +301,7 @@ def _second_order_terms(layout, t2, grid):
     """
     ranges, fs = layout.ranges, layout.fs
     stretch = layout.stretch if layout.structure == "stretched" else 1
-    x, x2 = grid.unit_delay(stretch)[2], grid.unit_delay(2 * stretch)[2]
+    x, x2 = grid.unit_delay(stretch), grid.unit_delay(2 * stretch)
     radius = ranges.pole_radius(t2[..., 0], fs=fs)
     fc = ranges.fc_hz(t2[..., 1], fs=fs)
     angle = 2.0 * np.pi * fc / fs
@@ -353,7 +352,7 @@ def _first_order_terms(layout, t, grid):
     coefs, dcoef = _first_order_coefs(layout, t)
     if coefs is None:
         return None
-    x = grid.unit_delay(1)[2]
+    x = grid.unit_delay(1)
     values = 1.0 + coefs[..., None] * x
 
     def gradient(dloss_dphase):
@@ -434,13 +433,14 @@ def cascade_phase_loss(layout, t, w, const, target_phase, weights, *, gradient=T
     """
     t = np.asarray(t, dtype=float)
     grid = PhaseGrid(w, target_phase, weights)
-    return _loss(layout, t, grid, np.exp(1j * (const - target_phase)), gradient)
+    return _loss(layout, t, grid, np.exp(1j * (const - target_phase)), grid.layout_terms(layout), gradient)
 
 
-def _loss(layout, t, grid, error, gradient):
-    """`cascade_phase_loss` on a `PhaseGrid`, from the phasor `error` of the shift, polarity and target."""
+def _loss(layout, t, grid, error, layout_terms, gradient):
+    """`cascade_phase_loss` on a `PhaseGrid`, from the phasor `error` of the shift, polarity and target and
+    the layout's `PhaseGrid.layout_terms`."""
     terms = _unit_terms(layout, t, grid)
-    signs, delay = grid.layout_terms(layout)
+    signs, delay = layout_terms
     if terms:
         error = error * _cascade_phasor(np.concatenate([term[1] for term in terms]), signs, delay)
     loss = max(float(np.dot(grid.weights, 1.0 - error.real) / grid.weight_sum), 0.0)
@@ -499,10 +499,12 @@ def direct_loss_and_grad(layout, w, const, target_phase, weights):
 
 
 def _direct_objective(layout, grid, error):
+    layout_terms = grid.layout_terms(layout)  # the layout is fixed during a polish
+
     def objective(params):
         params = np.asarray(params, dtype=float)
         t = params / np.sqrt(1.0 + params * params)
-        loss, grad_t = _loss(layout, t, grid, error, True)
+        loss, grad_t = _loss(layout, t, grid, error, layout_terms, True)
         return loss, grad_t * (1.0 + params * params) ** -1.5
 
     return objective
