@@ -44,8 +44,10 @@ from .cascade import Allpass1, Allpass2, AllpassCascade, Delay
 from .demo import demo_dry, demo_effect
 from .exceptions import ApfdspError, AudioError, ModelFileError, OutputError, ParameterError
 from .fit import STRUCTURES
-from . import io as _io
-from .io import apply_file, audio_info, load_model, read_audio, same_file, save_model, write_audio
+from .audiofile import (TEMPORARY_PREFIX, audio_info, check_output_name, os_error_text, output_format, read_audio,
+                        same_file, write_audio)
+from .model_format import load_model, save_model
+from .streaming import apply_file, read_audio_blocks
 from .metrics import mix_report
 from ._validate import LIMITS
 from .version import __version__
@@ -575,7 +577,7 @@ def _check_outputs(outputs, inputs, subtype=None):
             raise OutputError(f"cannot write {option} {path!r}: directory {directory!r} does not exist; create it first")
         if not os.access(directory, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write {option} {path!r}: directory {directory!r} is not writable")
-        _io.check_output_name(path)
+        check_output_name(path)
         seen.append((option, path))
 
 
@@ -584,7 +586,7 @@ def _check_audio_extension(path, subtype=None):
 
     Uses `apfdsp.audiofile.output_format`, so the rule is exactly the one `write_audio` applies.
     """
-    resolve = _io.output_format
+    resolve = output_format
     try:
         resolve(path, None, None)
     except OutputError:
@@ -654,7 +656,7 @@ def _check_material(x, fs, role, path):
 def _check_material_file(path, role):
     """`_check_material`'s level checks on a file of any length, block by block (after a failed fit)."""
     peak, low, high = 0.0, np.inf, -np.inf
-    for block in _io.read_audio_blocks(path, 2**16):
+    for block in read_audio_blocks(path, 2**16):
         peak = max(peak, float(np.max(np.abs(block))))
         low, high = np.minimum(low, block.min(axis=-1)), np.maximum(high, block.max(axis=-1))
     _check_levels(peak, float(np.max(high - low)), role, path)
@@ -1118,10 +1120,10 @@ def _cmd_demo(args):
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as err:
-        raise OutputError(f"cannot create the directory {out_dir!r}: {_io.os_error_text(err)}") from None
+        raise OutputError(f"cannot create the directory {out_dir!r}: {os_error_text(err)}") from None
     staging = None
     try:
-        staging = tempfile.mkdtemp(prefix=_io.TEMPORARY_PREFIX, dir=out_dir)
+        staging = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=out_dir)
         record, notes = _demo_files(args, staging)
         with _signals_deferred():
             for name in sorted(os.listdir(staging)):
@@ -1322,7 +1324,7 @@ class _StdoutLost(Exception):
 
 
 def _stdout_lost_message(err):
-    return f"the command finished (its files are written), but printing on stdout failed: {_io.os_error_text(err)}"
+    return f"the command finished (its files are written), but printing on stdout failed: {os_error_text(err)}"
 
 
 def _silence_stdout():
@@ -1344,7 +1346,7 @@ def _run(args):
         return 3, str(err)
     except OSError as err:
         where = f"{err.filename!r}: " if err.filename else ""
-        return 2, f"{where}{_io.os_error_text(err)}"
+        return 2, f"{where}{os_error_text(err)}"
     except MemoryError:
         return 2, ("out of memory: this input needs more memory than the machine has; "
                    "use a shorter excerpt (see 'apfdsp --help' for the limits)")

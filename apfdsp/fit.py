@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import valid_fs, valid_int
+from ._validate import valid_bool, valid_fs, valid_int
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay
 from .designs import (DESIGN, denominator_roots, equation_error_allpass, equation_error_phase_loss,
                       group_delay_peaks, low_group_delay, sections_from_poles)
@@ -364,8 +364,7 @@ def _check_arguments(freqs, target, *, fs, weights, structure, n_sections, stret
     delay_search = valid_int(delay_search, "delay_search", minimum=0)
     n_keep = valid_int(n_keep, "n_keep", minimum=0)
     max_iter = valid_int(max_iter, "max_iter", minimum=1)
-    if not isinstance(anticausal, (bool, np.bool_)):
-        raise ParameterError(f"anticausal must be True or False, got {anticausal!r}")
+    anticausal = valid_bool(anticausal, "anticausal")
     if delay is not None and (not np.isfinite(delay)):
         raise ParameterError(f"delay must be a finite number of samples or None, got {delay!r}")
     if not isinstance(ranges, ParamRanges):

@@ -29,7 +29,6 @@ References
    (Sec. 3: the BiasNet model, the sum-magnitude loss and the training; Eqs. 1-5: the sections).
 """
 
-import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -38,7 +37,7 @@ import numpy as np
 from autograd import value_and_grad
 from autograd.misc.flatten import flatten
 
-from ._validate import valid_fs, valid_int, valid_pair, valid_range
+from ._validate import valid_bool, valid_fs, valid_int, valid_pair, valid_range
 from .cascade import Allpass1, Allpass2, AllpassCascade, Delay, Polarity
 from .designs import (DESIGN, null_on_audio, time_allpass_probe_db, time_equation_error_ladder,
                       warped_radius_bound)
@@ -1183,8 +1182,7 @@ def _checked_arguments(dry, wet, *, fs, loss, n_sections, n_first_order, structu
     if clip is not None:
         clip = valid_range(clip, "clip", 0.0, np.inf, lo_open=True, hi_open=True)
     anticausal = _checked_anticausal(anticausal, structure)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ParameterError(f"seed must be an integer, got {seed!r}")
+    seed = valid_int(seed, "seed")
     _check_init(init, structure)
     param = get_parameterization(parameterization)
     if min(dry.shape[-1], wet.shape[-1]) < shortest:
@@ -1199,11 +1197,10 @@ def _checked_arguments(dry, wet, *, fs, loss, n_sections, n_first_order, structu
 
 
 def _checked_anticausal(anticausal, structure):
-    if not isinstance(anticausal, (bool, np.bool_)):
-        raise ParameterError(f"anticausal must be True or False, got {anticausal!r}")
+    anticausal = valid_bool(anticausal, "anticausal")
     if anticausal and structure == "stretched":
         raise ParameterError("anticausal=True needs structure 'warped' or 'traditional', not 'stretched'")
-    return bool(anticausal)
+    return anticausal
 
 
 def _check_init(init, structure):

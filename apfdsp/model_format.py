@@ -5,7 +5,7 @@ cells of the cascade and, for readers in other languages, its second-order secti
 and polarity (`save_model`'s Notes give the reader's algorithm). Loading checks everything a damaged,
 hand-edited or crafted file could get wrong before and after building the filter: size and nesting
 of the JSON, the bounds of `apfdsp._validate.LIMITS`, the stored sections against the cells, and
-stability. Files are written atomically through `apfdsp.audiofile.atomic_output`.
+stability. Files are written atomically through `apfdsp.audiofile.write_text`.
 """
 
 import json
@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from ._validate import LIMITS, json_depth
-from .audiofile import atomic_output, error_line, path_str
+from .audiofile import error_line, path_str, write_text
 from .cascade import AllpassCascade
 from .exceptions import ModelFileError, ParameterError
 from .version import __version__
@@ -140,10 +140,7 @@ def save_model(path, cascade, *, metadata=None):
         "polarity": cascade.polarity,
         "metadata": _json_safe(metadata, ""),
     }
-    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+    write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
 def _check_stored_sos(path, key, value, sos):
