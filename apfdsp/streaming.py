@@ -93,39 +93,6 @@ class _Output:
             os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # Linux: starts the write-back
 
 
-class _BlockWriter(_Output):
-    """``write(y)``: append filtered blocks to the output, shifted by the integer delay `shift`.
-
-    The output is `total` frames long: ``shift`` zeros (written at once) followed by the filtered
-    samples, cut at `total`. An advance (``shift < 0``) drops the first ``-shift`` filtered samples
-    instead, and ``pad(todo)`` fills the end with zeros. Samples are converted as `_Output` says.
-    """
-
-    def __init__(self, fout, fd, total, shift, subtype, block_size):
-        super().__init__(fout, fd, subtype, block_size)
-        self.todo, self.skip = total, max(-shift, 0)
-        self.pad(max(shift, 0))
-
-    def pad(self, count):
-        """Write `count` zeros (fewer if the output is complete sooner)."""
-        count = min(count, self.todo)
-        while count:
-            n = min(count, self.block_size)
-            self._put(np.zeros((n, self.fout.channels), self.dtype))
-            self.todo -= n
-            count -= n
-
-    def __call__(self, y):
-        drop = min(self.skip, len(y))
-        self.skip -= drop
-        y = y[drop : drop + self.todo]
-        if not len(y):
-            return
-        self._put(self._samples(y))
-        self.todo -= len(y)
-        self._hand_to_disk()
-
-
 def _filter_blocks(sos, channels, read, write, progress, total):
     """Filter the blocks of ``read()`` through `sos` into ``write(y)``; return the frames read.
 
@@ -512,13 +479,15 @@ def apply_file(cascade, in_path, out_path, *, block_size=131072, subtype=None, p
                 with libsndfile_os_errors(tmp), sf.SoundFile(soundfile_name(tmp), "w", fs, channels, subtype, format=format) as fout, \
                         disk_fd(tmp) as fd:
                     read = _BlockReader(fin, in_path, block_size)
-                    write = _BlockWriter(fout, fd, total, cascade.integer_delay, subtype, block_size)
-                    done = _filter_blocks(cascade.sos, channels, read, write, progress, total)
+                    shift = cascade.integer_delay
+                    write = _PlacedWriter(fout, fd, total, shift, subtype, block_size)
+                    write.zeros(0, shift)  # the start of a delayed signal
+                    done = _filter_blocks(cascade.sos, channels, read, write.append, progress, total)
                     if done != total:
                         raise AudioError(
                             f"cannot read audio file {in_path!r}: {total} frames announced, {done} read"
                         )
-                    write.pad(write.todo)  # the end of an advanced signal
+                    write.zeros(total + shift, total)  # the end of an advanced signal
                 peak = write.peak
     if peak > 1:
         warn_clipping(out_path, subtype, peak)
