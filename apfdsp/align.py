@@ -295,13 +295,9 @@ def _snap_delay(cascade):
     return AllpassCascade([c for c in cascade if not isinstance(c, Delay) and c not in units], fs=cascade.fs)
 
 
-def _fit_one(dry, wet, est, *, baseline, probe, fs, n_sections, structure, seed, max_bins, fit_options, callback,
-             causal):
-    """Fit one (possibly multichannel, pooled) pair from its estimate; return (allpass, baseline, est, fit).
-
-    `baseline` is the pair's delay + polarity model, `probe` the future of ``order_probe(est)`` (None
-    unless the order is automatic).
-    """
+def _fit_one(est, *, fs, n_sections, structure, seed, max_bins, fit_options, callback, causal):
+    """The frequency-domain fit of one (possibly multichannel, pooled) pair from its estimate: (allpass with
+    the pair's whole delay, `FitResult`)."""
     freqs, H, weights = reduce_grid(est.freqs, est.H, est.x_psd, est.weights, max_bins)
     if freqs.size < 2:
         raise AudioError(
@@ -332,10 +328,7 @@ def _fit_one(dry, wet, est, *, baseline, probe, fs, n_sections, structure, seed,
         cells.extend(_shifted_delay(cell, est_shift) if isinstance(cell, Delay) else [cell])
     if not any(isinstance(c, Delay) for c in cells) and est_shift:
         cells.append(Delay(float(est_shift)))
-    allpass = _snap_delay(AllpassCascade(cells, fs=fs))
-    if probe is not None:
-        allpass = more_sections(dry, wet, est, allpass, fs=fs, causal=causal, seed=seed, probe=probe.result())
-    return allpass, baseline, est, result
+    return _snap_delay(AllpassCascade(cells, fs=fs)), result
 
 
 def _energy_weights(est):
@@ -431,8 +424,12 @@ def _fit_pairs(dry, wet, channel_pairs, *, max_delay_s, nperseg, automatic, **kw
             if len(channel_pairs) == 1:
                 measured_baseline = beside(lambda cascade=baseline, d=d: _measured(meter.result(), cascade, d))
             probe = beside(order_probe, est, fs=fs) if automatic else None
-            fits.append(_fit_one(d, w, est, baseline=baseline, probe=probe, callback=progress, **kwargs))
-            polishing.set()  # (a fit that never polished)
+            allpass, result = _fit_one(est, callback=progress, **kwargs)
+            polishing.set()  # also when the fit did not report (a callback of `fit_options` replaces `progress`)
+            if automatic:
+                allpass = more_sections(d, w, est, allpass, fs=fs, causal=kwargs["causal"], seed=kwargs["seed"],
+                                        probe=probe.result())
+            fits.append((allpass, baseline, est, result))
         return (fits, meter.result(), before.result(), statistics.result(),
                 measured_baseline and measured_baseline.result())
     finally:

@@ -84,8 +84,6 @@ ORDER_MARGIN_DB = 1.0
 PROBE_MARGIN_DB = 10.0
 #: A measured magnitude response flatter than this (weighted RMS spread, dB) may be an allpass effect.
 FLAT_DB = 0.5
-#: Sample times per channel of the time-domain allpass probe (docs/maths.md, section 9.9).
-_PROBE_ROWS = 2**14
 _TINY = np.finfo(float).tiny
 
 
@@ -595,7 +593,7 @@ def _flat_rungs(dry, wet, est, first_null):
     `ORDER_MARGIN_DB` of the deepest, or exact (below -100 dB; docs/maths.md, section 9.9)."""
     rungs = SECTION_RUNGS[:-1]
     _, _, dry, wet = _check_pair(dry, wet)
-    probe = time_allpass_probe_db(dry, wet, est, [2 * n + 2 for n in rungs], max_rows=_PROBE_ROWS)
+    probe = time_allpass_probe_db(dry, wet, est, [2 * n + 2 for n in rungs])
     deepest = float(np.min(probe))
     if not deepest <= first_null - PROBE_MARGIN_DB:
         return ()

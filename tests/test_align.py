@@ -423,3 +423,18 @@ def test_long_pairs_do_the_work_in_order_with_the_same_results(monkeypatch):
     timeless = [{k: v for k, v in result.summary().items() if k != "elapsed_s"} for result in (in_order, beside)]
     assert timeless[0] == timeless[1] and in_order.cascade.to_dict() == beside.cascade.to_dict()
     assert np.array_equal(in_order.aligned, beside.aligned)
+
+
+def test_a_callback_in_fit_options_does_not_stall_the_work_beside_the_fit():
+    """A `fit_options` callback replaces the one `align` uses to learn that the fit is polishing; the work
+    beside the fit (the order probe the automatic order waits for) must still run: no hang."""
+    import threading
+
+    dry = np.random.default_rng(5).standard_normal(8000)
+    wet = AllpassCascade([Allpass2(0.8, 900.0), Delay(4.0)], fs=16000).apply(dry)
+    calls, outcome = [], {}
+    worker = threading.Thread(target=lambda: outcome.setdefault(
+        "result", align(dry, wet, fs=16000, fit_options={"callback": lambda *args: calls.append(args)})), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert "result" in outcome and outcome["result"].after["null_db"] < -20 and calls
